@@ -1,0 +1,72 @@
+# sabio - one Makefile. `make` builds libsabio and the `sabio` command;
+# `make test` builds and runs the test suite; `make asan` runs it under
+# AddressSanitizer + UBSan; `make fuzz` builds the libFuzzer targets
+# (clang); `make bench` runs the benchmarks.
+#
+# Sources are found by wildcard: src/<layer>/*.c go into libsabio,
+# tests/test_*.c are one test program each, fuzz/fuzz_*.c one fuzz target each.
+# Kernel files named *_avx2.c / *_avx512.c get their -m flags here, so the
+# binary itself runs on any x86-64 and dispatches at run time.
+
+B        ?= build
+CC       ?= cc
+OPT      ?= -O2
+PKGS     := jansson libutf8proc libpcre2-8
+CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter \
+            -Wshadow -Wno-missing-field-initializers -fno-strict-aliasing \
+            -Iinclude -Isrc $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)
+LDLIBS   := $(shell pkg-config --libs $(PKGS)) -lm -lpthread $(EXTRA_LDFLAGS)
+
+LAYERS   := base tensor formats text model
+LIB_SRC  := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
+CLI_SRC  := $(wildcard src/cli/*.c)
+CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+HDRS     := $(wildcard include/*.h src/*/*.h)
+
+.PHONY: all test asan fuzz bench clean
+all: $(B)/sabio $(B)/libsabio.a
+
+$(B)/%_avx2.o: EXTRA_ARCH := -mavx2 -mfma -mf16c
+$(B)/%_avx512.o: EXTRA_ARCH := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c
+
+$(B)/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(EXTRA_ARCH) -c $< -o $@
+
+$(B)/libsabio.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/sabio: $(CLI_OBJ) $(B)/libsabio.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(B)/libsabio.a $(LDLIBS)
+
+$(B)/tests/%: tests/%.c tests/test.h $(B)/libsabio.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(B)/libsabio.a $(LDLIBS)
+
+# The test command of the README and of CI.
+test: $(B)/sabio $(TEST_BIN)
+	@SABIO=$(B)/sabio tests/run $(TEST_BIN)
+
+ASAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+asan:
+	$(MAKE) B=build-asan OPT=-O1 EXTRA_CFLAGS="$(ASAN)" EXTRA_LDFLAGS="$(ASAN)" test
+
+# libFuzzer targets: build/fuzz/fuzz_X. Run one: build-fuzz/fuzz_gguf -max_total_time=600 corpus/
+FUZZ_CFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+fuzz:
+	$(MAKE) B=build-fuzz CC=clang OPT=-O1 EXTRA_CFLAGS="$(FUZZ_CFLAGS)" build-fuzz/libsabio.a
+	@mkdir -p build-fuzz/fuzz
+	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
+	    -o build-fuzz/fuzz/$$n $$f build-fuzz/libsabio.a $(LDLIBS) || exit 1; done
+
+bench: $(B)/sabio
+	@if [ -x bench/run ]; then bench/run; else echo "no benchmarks yet"; fi
+
+clean:
+	rm -rf build build-asan build-fuzz
