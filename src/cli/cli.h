@@ -1,0 +1,36 @@
+/*
+ * cli.h - shared pieces of the `sabio` command: option parsing helpers and
+ * fatal-error reporting. The commands are thin callers of libsabio.
+ */
+#ifndef SB_CLI_H
+#define SB_CLI_H
+
+#include "base/base.h"
+#include "model/sample.h"
+
+#include <stdio.h>
+
+/* Prints "sabio: <message>" to stderr and exits 1. */
+void cli_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Argument cursor: cli_value() returns the value of the option at argv[*i]
+ * ("--temp 0.5" or "--temp=0.5"), advancing *i; dies with a message if absent. */
+const char *cli_value(int argc, char **argv, int *i);
+/* True if argv[*i] is the option named by any of the names ("-n", "--n-predict"). */
+bool cli_is(const char *arg, const char *names);
+long cli_long(const char *opt, const char *v, long lo, long hi);
+double cli_double(const char *opt, const char *v, double lo, double hi);
+
+/* Sampling and generation flags common to generate, chat and (later) ask:
+ * --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n -s/--seed.
+ * Returns true if argv[*i] was one of them (consuming its value). */
+bool cli_parse_sampling(int argc, char **argv, int *i, sb_sampler_params *p);
+extern const char cli_sampling_help[];
+
+int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+
+#endif
