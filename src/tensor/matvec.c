@@ -1,0 +1,60 @@
+/*
+ * matvec.c - scalar reference kernels of matvec.h.
+ */
+#include "tensor/matvec.h"
+
+#include <string.h>
+
+#define CHUNK 256 /* elements dequantized at a time; a multiple of every block size */
+
+float sb_vec_dot_f32(const float *a, const float *b, int64_t n) {
+    /* Four partial sums: fewer dependent adds, and slightly better accuracy. */
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static size_t row_bytes(const sb_tensor *w) {
+    size_t n = 0;
+    sb_dtype_row_bytes(w->type, w->ne[0], &n);
+    return n;
+}
+
+void sb_get_row(const sb_tensor *w, int64_t r, float *out) {
+    const sb_type_traits *t = sb_type_traits_get(w->type);
+    t->to_float((const uint8_t *)w->data + (size_t)r * row_bytes(w), out, w->ne[0]);
+}
+
+void sb_matvec(const sb_tensor *w, const float *x, float *y, int64_t row_begin, int64_t row_end) {
+    const int64_t n = w->ne[0];
+    const size_t rb = row_bytes(w);
+    if (w->type == SB_F32) {
+        for (int64_t r = row_begin; r < row_end; r++)
+            y[r] = sb_vec_dot_f32((const float *)((const uint8_t *)w->data + (size_t)r * rb), x, n);
+        return;
+    }
+    const sb_type_traits *t = sb_type_traits_get(w->type);
+    const size_t chunk_bytes = (size_t)(CHUNK / t->blck_size) * t->type_size;
+    float buf[CHUNK];
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * rb;
+        float sum = 0;
+        int64_t i = 0;
+        for (; i + CHUNK <= n; i += CHUNK, row += chunk_bytes) {
+            t->to_float(row, buf, CHUNK);
+            sum += sb_vec_dot_f32(buf, x + i, CHUNK);
+        }
+        if (i < n) {
+            t->to_float(row, buf, n - i);
+            sum += sb_vec_dot_f32(buf, x + i, n - i);
+        }
+        y[r] = sum;
+    }
+}
