@@ -257,8 +257,8 @@ int cmd_chat(int argc, char **argv) {
         char *text = sb_chat_apply(tmpl, msgs, n_msgs, true);
         if (!text) cli_die("out of memory");
         sb_tokens ids = {0};
-        /* The template writes BOS itself where it wants one. */
-        if (sb_tokenize(tok, text, strlen(text), false, true, &ids, &err) != SB_OK) cli_die("%s", err.msg);
+        /* BOS comes from the tokenizer, when the vocabulary wants one. */
+        if (sb_tokenize(tok, text, strlen(text), true, true, &ids, &err) != SB_OK) cli_die("%s", err.msg);
         free(text);
         sb_gen_params gp = gen_params(&o);
         sb_buf reply = {0};
