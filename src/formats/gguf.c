@@ -153,7 +153,7 @@ static bool rd_array(cursor *c, sb_gguf_value *v, int depth) {
     for (uint64_t i = 0; i < n; i++) {
         items[i].type = (sb_gguf_type)et;
         if (!rd_value(c, (sb_gguf_type)et, &items[i], depth + 1)) {
-            v->arr.n = i; /* free only what was parsed */
+            v->arr.n = i + 1; /* free what was parsed, the failed item included */
             return false;
         }
     }
