@@ -1,0 +1,109 @@
+/*
+ * model.h - the decoder-only transformer: Phi-3 (Phi-3-mini-4k/128k,
+ * Phi-3.5-mini, Phi-4-mini) and Llama-style models (separate Q/K/V, GQA:
+ * stories260K, SmolLM2), one code path configured by metadata.
+ *
+ * Sources: a GGUF file (llama.cpp's tensor names and keys; weights stay in
+ * the mapping, any type sb_matvec reads), a Hugging Face folder (config.json
+ * + model.safetensors or a sharded set), or a .safetensors file with
+ * config.json beside it.
+ *
+ * The forward pass reproduces Hugging Face transformers' Phi3ForCausalLM /
+ * LlamaForCausalLM (eager attention): RMSNorm, RoPE (rotate_half pairs for
+ * phi3 and HF llama; interleaved pairs for llama from GGUF, whose Q/K rows
+ * llama.cpp's converter permuted), partial rotary, LongRoPE with the factor
+ * set chosen per call from the sequence length, sliding-window causal mask,
+ * GQA, SwiGLU.
+ *
+ * Ownership: sb_model owns its mapping, weights and tokenizer; an sb_ctx
+ * borrows the model (free contexts first). One sb_ctx is one sequence and is
+ * not shared between threads.
+ */
+#ifndef SB_MODEL_H
+#define SB_MODEL_H
+
+#include "base/base.h"
+#include "tensor/tensor.h"
+#include "text/tokenizer.h"
+
+typedef struct sb_model sb_model;
+
+typedef struct sb_model_config {
+    char arch[32];        /* "phi3" or "llama" (general.architecture / model_type) */
+    int n_vocab;          /* V */
+    int n_embd;           /* D: hidden_size */
+    int n_layer;          /* num_hidden_layers */
+    int n_head;           /* Hq: num_attention_heads */
+    int n_head_kv;        /* Hkv: num_key_value_heads (divides n_head) */
+    int head_dim;         /* Hd */
+    int n_ff;             /* F: intermediate_size */
+    int n_ctx_train;      /* max_position_embeddings / <arch>.context_length */
+    int n_rot;            /* rotary dims per head, even, <= head_dim */
+    float rms_eps;
+    float rope_theta;
+    bool rope_neox;       /* pairs (i, i + n_rot/2) if true, (2i, 2i+1) if false */
+    /* LongRoPE (Phi-3-128k, Phi-3.5): inv_freq[i] = 1 / (factor[i] * theta^(2i/n_rot)),
+     * factor = long set if the call's sequence length > n_ctx_orig else short set;
+     * cos and sin multiplied by rope_attn_factor. */
+    bool longrope;
+    int n_ctx_orig;         /* original_max_position_embeddings (0 if none) */
+    float rope_attn_factor; /* 1 without LongRoPE */
+    int sliding_window;     /* 0 = none; else a query at p sees keys p-W+1 .. p */
+    bool tied_embeddings;   /* lm_head is token_embd */
+    bool fused_qkv;         /* one [D -> Hq*Hd + 2*Hkv*Hd] matrix (phi3) */
+    bool fused_gate_up;     /* one [D -> 2F] matrix, gate first half (phi3) */
+    int weight_type;        /* dtype of most matrices (informational) */
+} sb_model_config;
+
+/* Opens a .gguf file, a Hugging Face folder, or a .safetensors file with
+ * config.json beside it. Every tensor is checked (missing, wrong shape or
+ * type: an error naming it). NULL on error, message in err. */
+sb_model *sb_model_open(const char *path, sb_err *err);
+void sb_model_free(sb_model *m);
+
+const sb_model_config *sb_model_get_config(const sb_model *m);
+/* NULL if the source has no tokenizer. Owned by the model. */
+const sb_tokenizer *sb_model_tokenizer(const sb_model *m);
+/* The GGUF the model was read from (NULL for safetensors): for metadata such
+ * as the chat template. */
+const sb_gguf *sb_model_gguf(const sb_model *m);
+
+/* ---- one sequence: KV cache and scratch ---- */
+typedef struct sb_ctx sb_ctx;
+
+/* Allocates everything the forward pass needs for n_ctx positions (f32 KV
+ * cache: 2 * n_layer * n_ctx * Hkv * Hd floats) in one go; decoding
+ * allocates nothing. n_ctx must be in 1..n_ctx_train. NULL on error. */
+sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err);
+void sb_ctx_free(sb_ctx *c);
+int sb_ctx_n_past(const sb_ctx *c);
+int sb_ctx_n_ctx(const sb_ctx *c);
+/* Keeps the first n_keep cached positions (clamped to 0..n_past). */
+void sb_ctx_truncate(sb_ctx *c, int n_keep);
+
+/* Runs n tokens at positions n_past .. n_past+n-1 and appends them to the
+ * cache. logits: n_vocab floats for the last token (may be NULL); all_logits:
+ * n * n_vocab (may be NULL).
+ *
+ * LongRoPE: the factor set is chosen from n_past + n as transformers chooses
+ * it from max(position_ids) + 1. Cached keys computed with the other set
+ * (the sequence just grew past n_ctx_orig, or was truncated below it) are
+ * recomputed from the kept token history first, as transformers' generate()
+ * drops and rebuilds its cache at that point; so results always equal one
+ * evaluation of the whole sequence.
+ * Errors: SB_ERR_RANGE if n_past + n > n_ctx or a token id is out of range
+ * (nothing is changed). */
+sb_status sb_decode(sb_ctx *c, const int32_t *tokens, int n, float *logits, float *all_logits,
+                    sb_err *err);
+
+/* Writes the model as GGUF (llama.cpp names and keys, same arch) with
+ * matrices converted to `type` (F32, F16, BF16, Q8_0, ... anything with a
+ * from_float; a type whose block does not divide a row falls back to F16;
+ * type < 0 keeps each tensor's type), norms and rope factors in F32; written
+ * to a temporary file and renamed. Llama Q/K rows from Hugging Face are
+ * permuted to llama.cpp's interleaved RoPE layout. A GGUF source's metadata
+ * (tokenizer, chat template) is carried over; a Hugging Face source gets no
+ * tokenizer keys yet. */
+sb_status sb_model_save_gguf(const sb_model *m, const char *path, int type, sb_err *err);
+
+#endif

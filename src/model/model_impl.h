@@ -1,0 +1,61 @@
+/*
+ * model_impl.h - the inside of sb_model, shared by config.c (metadata),
+ * load.c (weights), forward.c (the forward pass) and convert.c (GGUF export).
+ * Not for use outside src/model/.
+ */
+#ifndef SB_MODEL_IMPL_H
+#define SB_MODEL_IMPL_H
+
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+#include "model/model.h"
+
+/* Matrices are borrowed views into the mapped file (ne[0] = input width,
+ * ne[1] = output rows); vectors are owned f32 copies. Dimension letters as
+ * in model.h: D, V, Hq, Hkv, Hd, F. Unused fields (fused vs split) are
+ * zeroed (data == NULL). */
+typedef struct sb_layer {
+    float *attn_norm;   /* (D)  input_layernorm */
+    sb_tensor wqkv;     /* (D -> Hq*Hd + 2*Hkv*Hd)  self_attn.qkv_proj, rows q|k|v */
+    sb_tensor wq;       /* (D -> Hq*Hd)   q_proj */
+    sb_tensor wk;       /* (D -> Hkv*Hd)  k_proj */
+    sb_tensor wv;       /* (D -> Hkv*Hd)  v_proj */
+    sb_tensor wo;       /* (Hq*Hd -> D)   o_proj */
+    float *ffn_norm;    /* (D)  post_attention_layernorm */
+    sb_tensor w_gate_up;/* (D -> 2F)  mlp.gate_up_proj: gate rows then up rows */
+    sb_tensor w_gate;   /* (D -> F)   gate_proj */
+    sb_tensor w_up;     /* (D -> F)   up_proj */
+    sb_tensor w_down;   /* (F -> D)   down_proj */
+} sb_layer;
+
+typedef enum { SB_SRC_GGUF = 0, SB_SRC_HF } sb_model_source;
+
+struct sb_model {
+    sb_model_config cfg;
+    sb_model_source source;
+    char *path;
+    sb_gguf *gguf;        /* SB_SRC_GGUF */
+    sb_safetensors *st;   /* SB_SRC_HF */
+    sb_tokenizer *tok;    /* may be NULL */
+
+    sb_tensor tok_embd;   /* (V, D)  embed_tokens: row t is token t's vector */
+    sb_tensor output;     /* (D -> V)  lm_head (a copy of tok_embd's view if tied) */
+    float *output_norm;   /* (D)  model.norm */
+    float *rope_short;    /* (n_rot/2) LongRoPE short_factor, NULL without LongRoPE (own allocation) */
+    float *rope_long;     /* (n_rot/2) long_factor (own allocation) */
+    sb_layer *layers;     /* (n_layer) */
+    float *vec_slab;      /* one allocation holding output_norm and every layer's norms */
+};
+
+/* config.c: fills m->cfg (all but the weight-derived fields) and, for
+ * LongRoPE from config.json, m->rope_short / rope_long (allocated there). */
+sb_status sb_config_from_gguf(sb_model *m, sb_err *err);
+sb_status sb_config_from_hf(sb_model *m, const char *config_json_path, sb_err *err);
+/* Checks the filled config for consistency (positive sizes, divisibility,
+ * n_rot even and <= head_dim). */
+sb_status sb_config_check(const sb_model_config *c, sb_err *err);
+
+/* GGUF file_type value (llama.cpp's LlamaFileType) for a tensor type, -1 if none. */
+int sb_gguf_file_type_of(int type);
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * ops.c - elementwise and row-wise f32 operations of the decoder (ops.h).
+ * Scalar C: these are O(D) per token against the O(D^2) matrix products, so
+ * they are not where the time goes; they are written for exactness first.
+ */
+#include "tensor/ops.h"
+
+#include <math.h>
+
+void sb_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / n + (double)eps));
+    for (int i = 0; i < n; i++) out[i] = w[i] * (x[i] * scale);
+}
+
+void sb_rope_table(float *cos_out, float *sin_out, const float *inv_freq, int n_rot, int pos,
+                   float mscale) {
+    for (int i = 0; i < n_rot / 2; i++) {
+        /* transformers computes pos * inv_freq in f32, then cos/sin in f32;
+         * rounding the product to f32 first reproduces its angle exactly. */
+        float angle = (float)pos * inv_freq[i];
+        cos_out[i] = (float)cos((double)angle) * mscale;
+        sin_out[i] = (float)sin((double)angle) * mscale;
+    }
+}
+
+void sb_rope_apply(float *x, int n_heads, int head_dim, int n_rot, const float *cos_t,
+                   const float *sin_t, bool neox) {
+    int half = n_rot / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (int64_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            int a = neox ? i : 2 * i;
+            int b = neox ? i + half : 2 * i + 1;
+            float x1 = v[a], x2 = v[b];
+            v[a] = x1 * cos_t[i] - x2 * sin_t[i];
+            v[b] = x2 * cos_t[i] + x1 * sin_t[i];
+        }
+    }
+}
+
+void sb_softmax(float *x, int n) {
+    if (n <= 0) return;
+    float mx = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > mx) mx = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void sb_swiglu(float *out, const float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void sb_add(float *y, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += x[i];
+}
+
+int64_t sb_argmax(const float *x, int64_t n) {
+    if (n <= 0) return -1;
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
