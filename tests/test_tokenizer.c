@@ -6,7 +6,10 @@
  */
 #include "formats/gguf.h"
 #include "test.h"
+#include "text/chat.h"
 #include "text/tokenizer.h"
+
+#include <jansson.h>
 
 #define SEP "\n__ggml_vocab_test__\n"
 
@@ -63,6 +66,68 @@ static void run_vectors(const char *vocab) {
     CHECK(n_all > 10, "%s: only %d vectors read", vocab, n_all);
     free(inp);
     free(out);
+    sb_tokenizer_free(t);
+    sb_gguf_free(g);
+}
+
+/* SmolLM2 (byte-level BPE): the chat prompt rendered by transformers'
+ * apply_chat_template and its ids (tests/data/smollm2_ref.json) against our
+ * ChatML rendering and tokenizer; the reference's greedy ids decoded. */
+static void check_smollm2(void) {
+    const char *model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (!sb_file_exists(model)) {
+        SKIP("%s absent (scripts/setup fetches it)", model);
+        return;
+    }
+    json_error_t je;
+    json_t *ref = json_load_file("tests/data/smollm2_ref.json", 0, &je);
+    CHECK(ref != NULL, "smollm2_ref.json: %s", je.text);
+    sb_err e = {0};
+    sb_gguf *g = sb_gguf_open(model, &e);
+    sb_tokenizer *t = g ? sb_tokenizer_from_gguf(g, &e) : NULL;
+    CHECK(t != NULL, "%s", e.msg);
+    if (!ref || !t) goto done;
+    CHECK(sb_chat_detect(sb_tokenizer_chat_template(t)) == SB_CHAT_CHATML, "SmolLM2 template is ChatML");
+    json_t *jm = json_object_get(ref, "messages"), *v;
+    sb_chat_msg msgs[8];
+    size_t n = 0, i;
+    json_array_foreach(jm, i, v) if (n < 8) msgs[n++] = (sb_chat_msg){json_string_value(json_object_get(v, "role")),
+                                                                       json_string_value(json_object_get(v, "content"))};
+    char *prompt = sb_chat_apply(SB_CHAT_CHATML, msgs, n, true);
+    sb_tokens ids = {0};
+    sb_tokenize(t, prompt, strlen(prompt), true, true, &ids, &e);
+    json_t *want = json_object_get(ref, "prompt_ids");
+    bool same = ids.n == json_array_size(want);
+    for (i = 0; same && i < ids.n; i++) same = ids.ids[i] == json_integer_value(json_array_get(want, i));
+    CHECK(same, "SmolLM2 chat prompt: %zu ids vs %zu from transformers", ids.n, json_array_size(want));
+    sb_tokens_free(&ids);
+    free(prompt);
+    json_t *gi = json_object_get(ref, "greedy_ids");
+    int32_t gen[256];
+    size_t ng = 0;
+    json_array_foreach(gi, i, v) if (ng < 256) gen[ng++] = (int32_t)json_integer_value(v);
+    char *text = sb_detokenize(t, gen, ng, true);
+    const char *wt = json_string_value(json_object_get(ref, "greedy_text"));
+    CHECK(text && wt && !strcmp(text, wt), "decoded greedy ids:\n%s\nwant:\n%s", text ? text : "", wt ? wt : "");
+    free(text);
+    /* byte-level BPE round trip on awkward text */
+    const char *odd = "  leading spaces, tabs\t\tand 12345 digits; caf\xc3\xa9 \xf0\x9f\xa6\x99 \xe4\xb8\xad\xe6\x96\x87\n\n";
+    sb_tokenize(t, odd, strlen(odd), false, false, &ids, &e);
+    text = sb_detokenize(t, ids.ids, ids.n, false);
+    CHECK(text && !strcmp(text, odd), "byte-level round trip: '%s'", text ? text : "");
+    free(text);
+    sb_tokens_free(&ids);
+    /* Invalid UTF-8 and NUL bytes do not break it. Bytes 0xfe/0xff never
+     * occur in UTF-8 and SmolLM2's vocabulary has no symbol for them, so they
+     * become the unknown token; everything else survives. */
+    const char bad[] = "a\xff\xfe b\x00" "c\xc3";
+    CHECK(sb_tokenize(t, bad, sizeof bad - 1, false, false, &ids, &e) == SB_OK, "%s", e.msg);
+    text = sb_detokenize(t, ids.ids, ids.n, false);
+    CHECK(text && text[0] == 'a' && memmem(text, ids.n * 8, " b\0c\xc3", 5), "invalid UTF-8: the rest survives");
+    free(text);
+    sb_tokens_free(&ids);
+done:
+    json_decref(ref);
     sb_tokenizer_free(t);
     sb_gguf_free(g);
 }
@@ -124,5 +189,6 @@ int main(void) {
         sb_tokenizer_free(t);
     }
     sb_gguf_free(g);
+    check_smollm2();
     return TEST_END();
 }
