@@ -123,7 +123,7 @@ static void check_smollm2(void) {
     const char bad[] = "a\xff\xfe b\x00" "c\xc3";
     CHECK(sb_tokenize(t, bad, sizeof bad - 1, false, false, &ids, &e) == SB_OK, "%s", e.msg);
     text = sb_detokenize(t, ids.ids, ids.n, false);
-    CHECK(text && text[0] == 'a' && memmem(text, ids.n * 8, " b\0c\xc3", 5), "invalid UTF-8: the rest survives");
+    CHECK(text && !memcmp(text, "a b\0c\xc3", 6), "invalid UTF-8: the rest survives");
     free(text);
     sb_tokens_free(&ids);
 done:
