@@ -533,7 +533,7 @@ char *sb_detokenize(const sb_tokenizer *t, const int32_t *ids, size_t n, bool re
     }
     if (!b.data && !sb_buf_append(&b, "", 0)) goto fail;
     /* SentencePiece's leading space, added when encoding, is not part of the text. */
-    if (t->algo == SB_TOK_SPM && t->add_space_prefix && b.len && b.data[0] == ' ' && n &&
+    if ((t->algo == SB_TOK_SPM || !t->byte_level) && t->add_space_prefix && b.len && b.data[0] == ' ' && n &&
         t->type[ids[0]] == SB_TOK_NORMAL) {
         memmove(b.data, b.data + 1, b.len);
         b.len--;

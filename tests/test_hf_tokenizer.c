@@ -1,0 +1,62 @@
+/*
+ * test_hf_tokenizer.c - tokenizers loaded from Hugging Face tokenizer.json
+ * files against the `tokenizers` library's own ids and decoding
+ * (tests/data/hf_tok, made by tools/gen_hf_tokenizer_ref.py): a GPT-2 style
+ * byte-level BPE and a SentencePiece-style BPE with byte fallback.
+ */
+#include "test.h"
+#include "text/tokenizer.h"
+
+#include <jansson.h>
+
+int main(void) {
+    json_error_t je;
+    json_t *cases = json_load_file("tests/data/hf_tok/cases.json", 0, &je);
+    CHECK(cases != NULL, "cases.json: %s", je.text);
+    sb_err e = {0};
+    sb_tokenizer *bl = sb_tokenizer_from_hf("tests/data/hf_tok/bytelevel", &e);
+    CHECK(bl != NULL, "bytelevel: %s", e.msg);
+    sb_tokenizer *ms = sb_tokenizer_from_hf("tests/data/hf_tok/metaspace", &e);
+    CHECK(ms != NULL, "metaspace: %s", e.msg);
+    size_t i;
+    json_t *c;
+    int n_match = 0;
+    json_array_foreach(cases, i, c) {
+        const char *which = json_string_value(json_object_get(c, "tokenizer"));
+        const char *text = json_string_value(json_object_get(c, "text"));
+        const char *decoded = json_string_value(json_object_get(c, "decoded"));
+        json_t *want = json_object_get(c, "ids");
+        sb_tokenizer *t = !strcmp(which, "bytelevel") ? bl : ms;
+        if (!t) continue;
+        sb_tokens ids = {0};
+        sb_status st = sb_tokenize(t, text, strlen(text), false, true, &ids, &e);
+        bool same = st == SB_OK && ids.n == json_array_size(want);
+        for (size_t k = 0; same && k < ids.n; k++) same = ids.ids[k] == json_integer_value(json_array_get(want, k));
+        n_match += same;
+        char got[2048] = "";
+        for (size_t k = 0, at = 0; k < ids.n && at < sizeof got - 12; k++)
+            at += (size_t)snprintf(got + at, sizeof got - at, " %d", ids.ids[k]);
+        CHECK(same, "%s '%s': got%s (%zu ids, want %zu)", which, text, got, ids.n, json_array_size(want));
+        /* decode the reference ids */
+        size_t n = json_array_size(want);
+        int32_t *ref = calloc(n + 1, sizeof *ref);
+        for (size_t k = 0; k < n; k++) ref[k] = (int32_t)json_integer_value(json_array_get(want, k));
+        char *back = sb_detokenize(t, ref, n, true);
+        CHECK(back && !strcmp(back, decoded), "%s decode of '%s': got '%s' want '%s'", which, text,
+              back ? back : "(null)", decoded);
+        free(back);
+        free(ref);
+        sb_tokens_free(&ids);
+    }
+    fprintf(stderr, "tokenizer.json cases: %d/%zu ids match\n", n_match, json_array_size(cases));
+    CHECK(json_array_size(cases) >= 30, "only %zu cases", json_array_size(cases));
+    if (bl) CHECK(sb_tokenizer_is_eog(bl, sb_tokenizer_find(bl, "<|endoftext|>")), "eos from tokenizer_config.json");
+    /* malformed inputs: clear errors */
+    sb_tokenizer *bad = sb_tokenizer_from_hf("tests/data/st", &e);
+    CHECK(!bad && strstr(e.msg, "tokenizer.json"), "missing tokenizer.json: %s", e.msg);
+    sb_tokenizer_free(bad);
+    sb_tokenizer_free(bl);
+    sb_tokenizer_free(ms);
+    json_decref(cases);
+    return TEST_END();
+}
