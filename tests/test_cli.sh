@@ -46,6 +46,14 @@ for c in info tokenize generate chat convert; do
   check "$c --help exits 0" [ $rc -eq 0 ]
 done
 
+# convert: a Hugging Face folder to GGUF, then read back
+"$SABIO" convert tests/data/tiny_phi3_4k "$tmp/tiny.gguf" --type f16 >"$tmp/out" 2>&1; rc=$?
+check "convert exits 0 ($(cat "$tmp/out"))" [ $rc -eq 0 ]
+"$SABIO" info "$tmp/tiny.gguf" >"$tmp/info" 2>&1
+check "converted file is phi3 with a fused QKV in f16" grep -qE 'blk.0.attn_qkv.weight +f16' "$tmp/info"
+"$SABIO" generate -m "$tmp/tiny.gguf" -p hi >"$tmp/out" 2>&1; rc=$?
+check "a model without tokenizer is a clear error" grep -q 'no tokenizer' "$tmp/out"
+
 # chat on the real SmolLM2 (skips if set-up could not fetch it)
 smol=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ -f "$smol" ]; then
