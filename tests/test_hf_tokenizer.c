@@ -8,6 +8,7 @@
 #include "text/tokenizer.h"
 
 #include <jansson.h>
+#include <unistd.h>
 
 int main(void) {
     json_error_t je;
@@ -51,6 +52,50 @@ int main(void) {
     fprintf(stderr, "tokenizer.json cases: %d/%zu ids match\n", n_match, json_array_size(cases));
     CHECK(json_array_size(cases) >= 30, "only %zu cases", json_array_size(cases));
     if (bl) CHECK(sb_tokenizer_is_eog(bl, sb_tokenizer_find(bl, "<|endoftext|>")), "eos from tokenizer_config.json");
+    /* SentencePiece tokenizer.model (+ added_tokens.json), against the sentencepiece library */
+    json_t *spm_cases = json_load_file("tests/data/spm/cases.json", 0, &je);
+    sb_tokenizer *sp = sb_tokenizer_from_hf("tests/data/spm", &e);
+    CHECK(sp && spm_cases, "tokenizer.model: %s", e.msg);
+    int n_spm = 0;
+    json_array_foreach(spm_cases, i, c) {
+        if (!sp) break;
+        const char *text = json_string_value(json_object_get(c, "text"));
+        json_t *want = json_object_get(c, "ids");
+        sb_tokens ids = {0};
+        sb_tokenize(sp, text, strlen(text), false, false, &ids, &e);
+        bool same = ids.n == json_array_size(want);
+        for (size_t k = 0; same && k < ids.n; k++) same = ids.ids[k] == json_integer_value(json_array_get(want, k));
+        n_spm += same;
+        CHECK(same, "tokenizer.model '%s': %zu ids, want %zu", text, ids.n, json_array_size(want));
+        char *back = sb_detokenize(sp, ids.ids, ids.n, false);
+        const char *dec = json_string_value(json_object_get(c, "decoded"));
+        CHECK(back && dec && !strcmp(back, dec), "tokenizer.model decode '%s': '%s'", text, back ? back : "");
+        free(back);
+        sb_tokens_free(&ids);
+    }
+    fprintf(stderr, "tokenizer.model cases: %d/%zu ids match\n", n_spm, json_array_size(spm_cases));
+    if (sp) {
+        sb_tokens ids = {0};
+        sb_tokenize(sp, "<|user|>\nhi", 11, true, true, &ids, &e);
+        CHECK(ids.n >= 3 && ids.ids[0] == 1 && ids.ids[1] == 801, "added tokens from added_tokens.json, BOS first");
+        sb_tokens_free(&ids);
+    }
+    sb_tokenizer_free(sp);
+    json_decref(spm_cases);
+    /* a corrupt tokenizer.model */
+    char tmpd[] = "/tmp/sb_spm_XXXXXX";
+    if (mkdtemp(tmpd)) {
+        char p[600];
+        snprintf(p, sizeof p, "%s/tokenizer.model", tmpd);
+        FILE *f = fopen(p, "wb");
+        fwrite("\x0a\xff\xff\xff\xff\x0f", 1, 6, f);
+        fclose(f);
+        sb_tokenizer *bad = sb_tokenizer_from_hf(tmpd, &e);
+        CHECK(!bad && strstr(e.msg, "tokenizer.model"), "corrupt tokenizer.model: %s", e.msg);
+        sb_tokenizer_free(bad);
+        unlink(p);
+        rmdir(tmpd);
+    }
     /* malformed inputs: clear errors */
     sb_tokenizer *bad = sb_tokenizer_from_hf("tests/data/st", &e);
     CHECK(!bad && strstr(e.msg, "tokenizer.json"), "missing tokenizer.json: %s", e.msg);

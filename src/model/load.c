@@ -247,7 +247,10 @@ static sb_status open_hf(sb_model *m, sb_err *err) {
     }
     if ((st = sb_config_check(&m->cfg, err)) != SB_OK) goto done;
     if ((st = bind_weights(m, err)) != SB_OK) goto done;
-    if (sb_file_exists(tokj)) {
+    char *tokm = sb_path_join(dir, "tokenizer.model");
+    bool has_tok = sb_file_exists(tokj) || (tokm && sb_file_exists(tokm));
+    free(tokm);
+    if (has_tok) {
         m->tok = sb_tokenizer_from_hf(dir, err);
         if (!m->tok) st = sb_err_prefix(err, "tokenizer");
     }

@@ -65,6 +65,8 @@ int32_t sb_vocab_lookup(const sb_tokenizer *t, const char *s, size_t n);
 int32_t sb_merge_rank(const sb_tokenizer *t, int32_t a, int32_t b);
 sb_status sb_tokenizer_build_index(sb_tokenizer *t, sb_err *err);
 sb_status sb_tokenizer_add_merge(sb_tokenizer *t, int32_t a, int32_t b, int32_t rank, sb_err *err);
+/* A SentencePiece tokenizer.model file (BPE models). */
+sb_tokenizer *sb_tokenizer_from_spm_model(const char *path, sb_err *err);
 /* After the vocabulary is filled: indexes, byte tokens, end-of-generation set. */
 sb_status sb_tokenizer_finish(sb_tokenizer *t, sb_err *err);
 

@@ -237,7 +237,7 @@ static bool walk_pre(sb_tokenizer *t, json_t *pre, bool *byte_level, sb_err *err
     return true;
 }
 
-sb_tokenizer *sb_tokenizer_from_hf(const char *dir, sb_err *err) {
+static sb_tokenizer *load_tokenizer_json(const char *dir, sb_err *err) {
     char *text = read_json_text(dir, "tokenizer.json", err, true);
     if (!text) return NULL;
     json_error_t je;
@@ -248,7 +248,6 @@ sb_tokenizer *sb_tokenizer_from_hf(const char *dir, sb_err *err) {
         return NULL;
     }
     sb_tokenizer *t = NULL;
-    json_t *cfg = NULL;
     json_t *model = json_object_get(root, "model");
     const char *mtype = json_string_value(json_object_get(model, "type"));
     json_t *vocab = json_object_get(model, "vocab");
@@ -351,14 +350,100 @@ sb_tokenizer *sb_tokenizer_from_hf(const char *dir, sb_err *err) {
     t->hash = NULL;
     free(t->special);
     t->special = NULL;
+    if (sb_tokenizer_finish(t, err) != SB_OK) goto fail;
+    goto done;
+fail:
+    sb_tokenizer_free(t);
+    t = NULL;
+done:
+    json_decref(root);
+    return t;
+}
 
+/* tokenizer.model has no added tokens: added_tokens.json ({"<|user|>": 32010, ...})
+ * appends them, as control tokens. */
+static sb_tokenizer *add_added_tokens(sb_tokenizer *t, const char *dir, sb_err *err) {
+    char *text = read_json_text(dir, "added_tokens.json", err, false);
+    if (!text) return t;
+    json_error_t je;
+    json_t *root = json_loads(text, 0, &je);
+    free(text);
+    const char *key;
+    json_t *val;
+    int64_t max_id = t->n_vocab - 1;
+    json_object_foreach(root, key, val) {
+        json_int_t id = json_integer_value(val);
+        if (json_is_integer(val) && id > max_id && id < (1 << 24)) max_id = id;
+    }
+    int32_t old = t->n_vocab, nv = (int32_t)max_id + 1;
+    if (nv > old) {
+        char **tx = sb_realloc_array(t->text, (size_t)nv, sizeof *tx);
+        if (tx) t->text = tx;
+        size_t *ln = sb_realloc_array(t->len, (size_t)nv, sizeof *ln);
+        if (ln) t->len = ln;
+        float *sc = sb_realloc_array(t->score, (size_t)nv, sizeof *sc);
+        if (sc) t->score = sc;
+        int32_t *ty = sb_realloc_array(t->type, (size_t)nv, sizeof *ty);
+        if (ty) t->type = ty;
+        if (!tx || !ln || !sc || !ty) {
+            json_decref(root);
+            sb_tokenizer_free(t);
+            sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        for (int32_t i = old; i < nv; i++) {
+            t->text[i] = sb_aprintf("[UNUSED%d]", i);
+            t->len[i] = t->text[i] ? strlen(t->text[i]) : 0;
+            t->score[i] = 0;
+            t->type[i] = SB_TOK_UNUSED;
+        }
+        t->n_vocab = nv;
+    }
+    json_object_foreach(root, key, val) {
+        json_int_t id = json_integer_value(val);
+        if (!json_is_integer(val) || id < 0 || id >= t->n_vocab) continue;
+        free(t->text[id]);
+        t->text[id] = sb_strdup(key);
+        t->len[id] = strlen(key);
+        t->type[id] = SB_TOK_CONTROL;
+    }
+    json_decref(root);
+    free(t->hash);
+    t->hash = NULL;
+    free(t->special);
+    t->special = NULL;
+    free(t->eog);
+    t->eog = NULL;
+    if (sb_tokenizer_finish(t, err) != SB_OK) {
+        sb_tokenizer_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+sb_tokenizer *sb_tokenizer_from_hf(const char *dir, sb_err *err) {
+    sb_tokenizer *t = NULL;
+    char *model = sb_path_join(dir, "tokenizer.model"), *tj = sb_path_join(dir, "tokenizer.json");
+    if (!model || !tj) sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+    else if (!sb_file_exists(tj) && sb_file_exists(model)) {
+        t = sb_tokenizer_from_spm_model(model, err);
+        if (t) t = add_added_tokens(t, dir, err);
+    } else {
+        t = load_tokenizer_json(dir, err);
+    }
+    free(model);
+    free(tj);
+    if (!t) return NULL;
+    json_error_t je;
+    json_t *cfg = NULL;
+    size_t i;
+    json_t *val;
     /* tokenizer_config.json: special tokens, BOS policy, chat template. */
-    text = read_json_text(dir, "tokenizer_config.json", err, false);
+    char *text = read_json_text(dir, "tokenizer_config.json", err, false);
     if (text) {
         cfg = json_loads(text, 0, &je);
         free(text);
     }
-    if (sb_tokenizer_finish(t, err) != SB_OK) goto fail;
     if (cfg) {
         const char *s;
         if ((s = token_content(json_object_get(cfg, "bos_token")))) t->bos = sb_vocab_lookup(t, s, strlen(s));
@@ -367,8 +452,9 @@ sb_tokenizer *sb_tokenizer_from_hf(const char *dir, sb_err *err) {
             if (t->eos >= 0) t->eog[t->eos] = 1;
         }
         if ((s = token_content(json_object_get(cfg, "unk_token")))) t->unk = sb_vocab_lookup(t, s, strlen(s));
-        t->add_bos = json_is_true(json_object_get(cfg, "add_bos_token"));
-        t->add_eos = json_is_true(json_object_get(cfg, "add_eos_token"));
+        json_t *ab = json_object_get(cfg, "add_bos_token"), *ae = json_object_get(cfg, "add_eos_token");
+        if (json_is_boolean(ab)) t->add_bos = json_is_true(ab);
+        if (json_is_boolean(ae)) t->add_eos = json_is_true(ae);
         const char *ct = json_string_value(json_object_get(cfg, "chat_template"));
         if (ct) t->chat_template = sb_strdup(ct);
     }
@@ -387,12 +473,6 @@ sb_tokenizer *sb_tokenizer_from_hf(const char *dir, sb_err *err) {
         json_decref(gc);
     }
     sb_err_clear(err);
-    goto done;
-fail:
-    sb_tokenizer_free(t);
-    t = NULL;
-done:
     json_decref(cfg);
-    json_decref(root);
     return t;
 }
