@@ -85,6 +85,12 @@ sb_tokenizer *sb_tokenizer_from_spm_model(const char *path, sb_err *err) {
     char *data = NULL;
     size_t len = 0;
     if (sb_read_file(path, 64u << 20, &data, &len, err) != SB_OK) return NULL;
+    sb_tokenizer *t = sb_tokenizer_from_spm_memory(data, len, path, err);
+    free(data);
+    return t;
+}
+
+sb_tokenizer *sb_tokenizer_from_spm_memory(const void *data, size_t len, const char *path, sb_err *err) {
     pb b = {(const uint8_t *)data, (const uint8_t *)data + len, err, path};
     piece *pieces = NULL;
     size_t n = 0, cap = 0;
@@ -188,13 +194,11 @@ sb_tokenizer *sb_tokenizer_from_spm_model(const char *path, sb_err *err) {
     t->eot = -1;
     if (sb_tokenizer_finish(t, err) != SB_OK) goto fail;
     free(pieces);
-    free(data);
     return t;
 nomem:
     sb_err_set(err, SB_ERR_NOMEM, "out of memory");
 fail:
     sb_tokenizer_free(t);
     free(pieces);
-    free(data);
     return NULL;
 }

@@ -67,6 +67,8 @@ sb_status sb_tokenizer_build_index(sb_tokenizer *t, sb_err *err);
 sb_status sb_tokenizer_add_merge(sb_tokenizer *t, int32_t a, int32_t b, int32_t rank, sb_err *err);
 /* A SentencePiece tokenizer.model file (BPE models). */
 sb_tokenizer *sb_tokenizer_from_spm_model(const char *path, sb_err *err);
+/* The same from bytes in memory; path names the source in messages. */
+sb_tokenizer *sb_tokenizer_from_spm_memory(const void *data, size_t len, const char *path, sb_err *err);
 /* After the vocabulary is filled: indexes, byte tokens, end-of-generation set. */
 sb_status sb_tokenizer_finish(sb_tokenizer *t, sb_err *err);
 
