@@ -4,11 +4,27 @@
  * (tests/data/hf_tok, made by tools/gen_hf_tokenizer_ref.py): a GPT-2 style
  * byte-level BPE and a SentencePiece-style BPE with byte fallback.
  */
+#include "formats/gguf.h"
 #include "test.h"
 #include "text/tokenizer.h"
 
 #include <jansson.h>
 #include <unistd.h>
+
+/* Writes t as GGUF keys, reads them back as a new tokenizer. */
+static sb_tokenizer *via_gguf(const sb_tokenizer *t, void **buf, sb_gguf **g) {
+    sb_gguf_writer *w = sb_gguf_writer_new();
+    sb_err e = {0};
+    size_t len = 0;
+    *buf = NULL;
+    *g = NULL;
+    if (sb_tokenizer_write_gguf(t, w, &e) == SB_OK && sb_gguf_writer_to_memory(w, buf, &len, &e) == SB_OK)
+        *g = sb_gguf_open_memory(*buf, len, &e);
+    sb_gguf_writer_free(w);
+    sb_tokenizer *r = *g ? sb_tokenizer_from_gguf(*g, &e) : NULL;
+    CHECK(r != NULL, "tokenizer via GGUF: %s", e.msg);
+    return r;
+}
 
 int main(void) {
     json_error_t je;
@@ -50,6 +66,32 @@ int main(void) {
         sb_tokens_free(&ids);
     }
     fprintf(stderr, "tokenizer.json cases: %d/%zu ids match\n", n_match, json_array_size(cases));
+    /* The same cases after writing each tokenizer as GGUF keys and reading them back
+     * (what `sabio convert` does for a Hugging Face folder). */
+    void *buf[2];
+    sb_gguf *gg[2];
+    sb_tokenizer *rt[2] = {bl ? via_gguf(bl, &buf[0], &gg[0]) : NULL, ms ? via_gguf(ms, &buf[1], &gg[1]) : NULL};
+    int n_rt = 0;
+    json_array_foreach(cases, i, c) {
+        const char *which = json_string_value(json_object_get(c, "tokenizer"));
+        const char *text = json_string_value(json_object_get(c, "text"));
+        json_t *want = json_object_get(c, "ids");
+        sb_tokenizer *t = rt[strcmp(which, "bytelevel") ? 1 : 0];
+        if (!t) continue;
+        sb_tokens ids = {0};
+        sb_tokenize(t, text, strlen(text), false, true, &ids, &e);
+        bool same = ids.n == json_array_size(want);
+        for (size_t k = 0; same && k < ids.n; k++) same = ids.ids[k] == json_integer_value(json_array_get(want, k));
+        n_rt += same;
+        CHECK(same, "%s via GGUF '%s': %zu ids, want %zu", which, text, ids.n, json_array_size(want));
+        sb_tokens_free(&ids);
+    }
+    fprintf(stderr, "tokenizer.json via GGUF: %d/%zu ids match\n", n_rt, json_array_size(cases));
+    for (int k = 0; k < 2; k++) {
+        sb_tokenizer_free(rt[k]);
+        sb_gguf_free(gg[k]);
+        free(buf[k]);
+    }
     CHECK(json_array_size(cases) >= 30, "only %zu cases", json_array_size(cases));
     if (bl) CHECK(sb_tokenizer_is_eog(bl, sb_tokenizer_find(bl, "<|endoftext|>")), "eos from tokenizer_config.json");
     /* SentencePiece tokenizer.model (+ added_tokens.json), against the sentencepiece library */

@@ -204,6 +204,8 @@ sb_status sb_model_save_gguf(const sb_model *m, const char *path, int type, sb_e
         goto done;
     }
     if ((st = set_keys(&s, m)) != SB_OK) goto done;
+    /* A Hugging Face source's tokenizer goes into the file too. */
+    if (!m->gguf && m->tok && (st = sb_tokenizer_write_gguf(m->tok, s.w, err)) != SB_OK) goto done;
     if ((st = add_tensors(&s, m)) != SB_OK) goto done;
     st = sb_gguf_writer_write(s.w, path, err);
 done:

@@ -55,6 +55,9 @@ int32_t sb_tokenizer_eos(const sb_tokenizer *t);  /* -1 if none */
 bool sb_tokenizer_is_eog(const sb_tokenizer *t, int32_t id);
 const char *sb_tokenizer_token_text(const sb_tokenizer *t, int32_t id); /* raw vocab text */
 int32_t sb_tokenizer_find(const sb_tokenizer *t, const char *text); /* -1 if absent */
+/* Writes the tokenizer.ggml.* keys (and the chat template) that
+ * sb_tokenizer_from_gguf reads back. */
+sb_status sb_tokenizer_write_gguf(const sb_tokenizer *t, sb_gguf_writer *w, sb_err *err);
 /* The Jinja chat template the model ships (NULL if none). */
 const char *sb_tokenizer_chat_template(const sb_tokenizer *t);
 
