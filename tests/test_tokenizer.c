@@ -135,6 +135,7 @@ done:
 int main(void) {
     run_vectors("ggml-vocab-llama-spm.gguf");
     run_vectors("ggml-vocab-phi-3.gguf");
+    run_vectors("ggml-vocab-bert-bge.gguf");
 
     /* Phi-3 vocabulary facts from its tokenizer: end-of-turn markers. */
     char path[512];

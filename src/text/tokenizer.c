@@ -432,7 +432,9 @@ sb_status sb_tokenize(const sb_tokenizer *t, const char *text, size_t len, bool 
         if (hit >= 0 && t->attr_rstrip && t->attr_rstrip[hit])
             while (next < len && is_ws(text[next])) next++;
         if (seg_end > pos) {
-            if (t->algo == SB_TOK_SPM || (!t->byte_level && t->n_regex == 0))
+            if (t->algo == SB_TOK_WPM)
+                st = sb_wpm_piece(t, text + pos, seg_end - pos, out, err);
+            else if (t->algo == SB_TOK_SPM || (!t->byte_level && t->n_regex == 0))
                 st = spm_piece(t, &w, text + pos, seg_end - pos, t->add_space_prefix && prev_special, out, err);
             else
                 st = bpe_piece(t, &w, text + pos, seg_end - pos, out, err);

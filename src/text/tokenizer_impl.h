@@ -20,7 +20,7 @@ enum {
     SB_TOK_BYTE = 6,
 };
 
-typedef enum { SB_TOK_SPM = 1, SB_TOK_BPE = 2 } sb_tok_algo;
+typedef enum { SB_TOK_SPM = 1, SB_TOK_BPE = 2, SB_TOK_WPM = 3 } sb_tok_algo;
 
 typedef struct sb_regex sb_regex;
 sb_regex *sb_regex_new(const char *pattern, sb_err *err);
@@ -65,6 +65,8 @@ int32_t sb_vocab_lookup(const sb_tokenizer *t, const char *s, size_t n);
 int32_t sb_merge_rank(const sb_tokenizer *t, int32_t a, int32_t b);
 sb_status sb_tokenizer_build_index(sb_tokenizer *t, sb_err *err);
 sb_status sb_tokenizer_add_merge(sb_tokenizer *t, int32_t a, int32_t b, int32_t rank, sb_err *err);
+/* WordPiece (BERT) tokenization of a text segment without special tokens. */
+sb_status sb_wpm_piece(const sb_tokenizer *t, const char *text, size_t len, sb_tokens *out, sb_err *err);
 /* A SentencePiece tokenizer.model file (BPE models). */
 sb_tokenizer *sb_tokenizer_from_spm_model(const char *path, sb_err *err);
 /* The same from bytes in memory; path names the source in messages. */

@@ -67,10 +67,10 @@ sb_tokenizer *sb_tokenizer_from_gguf(const sb_gguf *g, sb_err *err) {
     }
     char algo[32] = {0};
     memcpy(algo, model->str.ptr, model->str.len < 31 ? (size_t)model->str.len : 31);
-    bool spm = !strcmp(algo, "llama"), bpe = !strcmp(algo, "gpt2");
-    if (!spm && !bpe) {
-        sb_err_set(err, SB_ERR_UNSUPPORTED, "tokenizer: tokenizer.ggml.model '%s' is not supported (llama, gpt2)",
-                   algo);
+    bool spm = !strcmp(algo, "llama"), bpe = !strcmp(algo, "gpt2"), wpm = !strcmp(algo, "bert");
+    if (!spm && !bpe && !wpm) {
+        sb_err_set(err, SB_ERR_UNSUPPORTED,
+                   "tokenizer: tokenizer.ggml.model '%s' is not supported (llama, gpt2, bert)", algo);
         return NULL;
     }
     if (!tokens || tokens->type != SB_GGUF_ARRAY || tokens->arr.type != SB_GGUF_STRING || tokens->arr.n == 0 ||
@@ -81,7 +81,7 @@ sb_tokenizer *sb_tokenizer_from_gguf(const sb_gguf *g, sb_err *err) {
     int32_t nv = (int32_t)tokens->arr.n;
     sb_tokenizer *t = tok_alloc(nv, err);
     if (!t) return NULL;
-    t->algo = spm ? SB_TOK_SPM : SB_TOK_BPE;
+    t->algo = spm ? SB_TOK_SPM : bpe ? SB_TOK_BPE : SB_TOK_WPM;
     const sb_gguf_value *scores = sb_gguf_get(g, "tokenizer.ggml.scores");
     const sb_gguf_value *types = sb_gguf_get(g, "tokenizer.ggml.token_type");
     if (scores && (scores->type != SB_GGUF_ARRAY || scores->arr.n != (uint64_t)nv)) scores = NULL;
@@ -110,6 +110,15 @@ sb_tokenizer *sb_tokenizer_from_gguf(const sb_gguf *g, sb_err *err) {
     if (sb_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &b)) t->add_bos = b;
     if (sb_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &b)) t->add_eos = b;
     t->chat_template = sb_gguf_get_str_dup(g, "tokenizer.chat_template");
+    if (wpm) { /* BERT: [CLS] text [SEP]; llama.cpp spells the key "seperator" */
+        int32_t cls = gguf_id(g, "tokenizer.ggml.cls_token_id", nv);
+        int32_t sep = gguf_id(g, "tokenizer.ggml.seperator_token_id", nv);
+        if (sep < 0) sep = gguf_id(g, "tokenizer.ggml.separator_token_id", nv);
+        t->bos = cls >= 0 ? cls : t->bos;
+        t->eos = sep >= 0 ? sep : t->eos;
+        t->add_bos = t->add_eos = true;
+        t->add_space_prefix = true;
+    }
 
     if (bpe) {
         t->byte_level = true;
