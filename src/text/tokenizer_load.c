@@ -260,9 +260,10 @@ static sb_tokenizer *load_tokenizer_json(const char *dir, sb_err *err) {
     json_t *model = json_object_get(root, "model");
     const char *mtype = json_string_value(json_object_get(model, "type"));
     json_t *vocab = json_object_get(model, "vocab");
-    if (!mtype || strcmp(mtype, "BPE") || !json_is_object(vocab)) {
-        sb_err_set(err, SB_ERR_UNSUPPORTED, "%s/tokenizer.json: model type '%s' is not supported (BPE)", dir,
-                   mtype ? mtype : "?");
+    bool wordpiece = mtype && !strcmp(mtype, "WordPiece");
+    if (!mtype || (strcmp(mtype, "BPE") && !wordpiece) || !json_is_object(vocab)) {
+        sb_err_set(err, SB_ERR_UNSUPPORTED, "%s/tokenizer.json: model type '%s' is not supported (BPE, WordPiece)",
+                   dir, mtype ? mtype : "?");
         goto done;
     }
     /* Vocabulary size: the largest id in vocab or added_tokens, plus one. */
@@ -292,12 +293,22 @@ static sb_tokenizer *load_tokenizer_json(const char *dir, sb_err *err) {
     }
     t = tok_alloc((int32_t)max_id + 1, err);
     if (!t) goto done;
-    t->algo = SB_TOK_BPE;
+    t->algo = wordpiece ? SB_TOK_WPM : SB_TOK_BPE;
+    const char *cont = json_string_value(json_object_get(model, "continuing_subword_prefix"));
+    if (!cont) cont = "##";
+    size_t cont_len = strlen(cont);
     json_object_foreach(vocab, key, val) {
         int32_t id = (int32_t)json_integer_value(val);
         free(t->text[id]);
-        t->text[id] = sb_strdup(key);
-        t->len[id] = strlen(key);
+        /* WordPiece: word-initial pieces get the U+2581 prefix, continuations lose "##"
+         * (the GGUF convention wordpiece.c works with). */
+        if (wordpiece && cont_len && !strncmp(key, cont, cont_len) && key[cont_len])
+            t->text[id] = sb_strdup(key + cont_len);
+        else if (wordpiece)
+            t->text[id] = sb_aprintf("\xE2\x96\x81%s", key);
+        else
+            t->text[id] = sb_strdup(key);
+        t->len[id] = t->text[id] ? strlen(t->text[id]) : 0;
     }
     json_array_foreach(added, i, val) {
         int32_t id = (int32_t)json_integer_value(json_object_get(val, "id"));
@@ -324,6 +335,22 @@ static sb_tokenizer *load_tokenizer_json(const char *dir, sb_err *err) {
             t->type[id] = SB_TOK_BYTE;
     }
     bool byte_level = false;
+    if (wordpiece) {
+        const char *unk = json_string_value(json_object_get(model, "unk_token"));
+        t->add_space_prefix = true;
+        t->add_bos = t->add_eos = true; /* [CLS] text [SEP] */
+        if (sb_tokenizer_build_index(t, err) != SB_OK) goto fail;
+        if (unk) t->unk = sb_vocab_lookup(t, unk, strlen(unk));
+        int32_t cls = sb_vocab_lookup(t, "[CLS]", 5), sep = sb_vocab_lookup(t, "[SEP]", 5);
+        t->bos = cls;
+        t->eos = sep;
+        free(t->hash);
+        t->hash = NULL;
+        free(t->special);
+        t->special = NULL;
+        if (sb_tokenizer_finish(t, err) != SB_OK) goto fail;
+        goto done;
+    }
     if (!walk_pre(t, json_object_get(root, "pre_tokenizer"), &byte_level, err)) goto fail;
     t->byte_level = byte_level;
     t->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
