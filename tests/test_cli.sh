@@ -41,7 +41,7 @@ check "bad --temp exits 1 with a message" [ $rc -eq 1 ]
 check "bad --temp message" grep -q -- '--temp' "$tmp/out"
 "$SABIO" frobnicate >"$tmp/out" 2>&1; rc=$?
 check "unknown command exits 1" [ $rc -eq 1 ]
-for c in info tokenize generate chat convert; do
+for c in info tokenize generate chat convert embed; do
   "$SABIO" $c --help >"$tmp/out" 2>&1; rc=$?
   check "$c --help exits 0" [ $rc -eq 0 ]
 done
@@ -53,6 +53,33 @@ check "convert exits 0 ($(cat "$tmp/out"))" [ $rc -eq 0 ]
 check "converted file is phi3 with a fused QKV in f16" grep -qE 'blk.0.attn_qkv.weight +f16' "$tmp/info"
 "$SABIO" generate -m "$tmp/tiny.gguf" -p hi >"$tmp/out" 2>&1; rc=$?
 check "a model without tokenizer is a clear error" grep -q 'no tokenizer' "$tmp/out"
+
+# embed: the vector of "Hello world" against sentence-transformers' (tests/data/embed_ref_minilm.bin)
+if [ -d models/all-MiniLM-L6-v2 ]; then
+  "$SABIO" embed -m models/all-MiniLM-L6-v2 -p "Hello world" >"$tmp/emb" 2>&1
+  cos=$(python3 - "$tmp/emb" tests/data/embed_ref_minilm.bin <<'PY'
+import json, struct, sys, math
+got = json.load(open(sys.argv[1]))
+d = open(sys.argv[2], "rb").read()
+n, dim = struct.unpack_from("<II", d, 8)
+off = 16
+for _ in range(n):
+    (bl,) = struct.unpack_from("<I", d, off); off += 4
+    text = d[off:off + bl].decode(); off += bl
+    v = struct.unpack_from("<%df" % dim, d, off); off += 4 * dim
+    if text == "Hello world":
+        dot = sum(a * b for a, b in zip(got, v))
+        print("%.6f" % (dot / math.sqrt(sum(a * a for a in got) * sum(b * b for b in v))))
+PY
+)
+  check "embed 'Hello world' cosine with sentence-transformers: $cos" python3 -c "import sys; sys.exit(0 if float('${cos:-0}') >= 0.9999 else 1)"
+  printf 'one\ntwo\nthree\n' | "$SABIO" embed -m models/all-MiniLM-L6-v2 --dim 8 >"$tmp/emb3"
+  check "embed prints one array per line" [ "$(grep -c '^\[' "$tmp/emb3")" -eq 3 ]
+  "$SABIO" embed -m tests/data/st >"$tmp/out" 2>&1 </dev/null; rc=$?
+  check "embed on a folder without config.json exits 1 with a message" grep -q 'config.json' "$tmp/out"
+else
+  skip=$((skip + 1)); echo "SKIP test_cli.sh: models/all-MiniLM-L6-v2 absent" >&2
+fi
 
 # chat on the real SmolLM2 (skips if set-up could not fetch it)
 smol=models/SmolLM2-135M-Instruct.Q4_1.gguf

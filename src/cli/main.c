@@ -88,6 +88,7 @@ static const char usage[] =
     "  generate -m MODEL -p TEXT  continue a prompt\n"
     "  chat -m MODEL              interactive multi-turn chat in the model's template\n"
     "  convert MODEL OUT.gguf     write a model (HF folder or GGUF) as GGUF [--type f32|f16|bf16|q8_0]\n"
+    "  embed -m MODEL [FILE|-]    sentence embeddings, one JSON array per input line\n"
     "\n"
     "`sabio COMMAND --help` shows a command's options.\n";
 
@@ -104,6 +105,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "generate")) return cmd_generate(argc, argv);
     if (!strcmp(cmd, "chat")) return cmd_chat(argc, argv);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc, argv);
+    if (!strcmp(cmd, "embed")) return cmd_embed(argc, argv);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         puts("sabio 0.1.0");
         return 0;
