@@ -52,6 +52,34 @@ static void check_model(const char *dir, const char *ref_path) {
         free(text);
     }
     fprintf(stderr, "%s: %d/%u texts with cosine >= 0.9999; lowest %.7f (text %d)\n", dir, n_ok, n, worst, worst_i);
+    /* All texts in one call (packed batches) give the same vectors. */
+    {
+        const char **all = calloc(n, sizeof *all);
+        float *want_all = malloc(sizeof(float) * n * dim), *got_all = malloc(sizeof(float) * n * dim);
+        const char *q = ref + 16;
+        for (uint32_t k = 0; k < n; k++) {
+            uint32_t bl;
+            memcpy(&bl, q, 4);
+            all[k] = sb_strndup(q + 4, bl);
+            memcpy(want_all + (size_t)k * dim, q + 4 + bl, 4 * (size_t)dim);
+            q += 4 + bl + 4 * (size_t)dim;
+        }
+        CHECK(sb_encoder_embed(enc, all, (int)n, false, got_all, &e) == SB_OK, "batch: %s", e.msg);
+        int batch_ok = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            double dot = 0, na = 0, nb = 0;
+            for (uint32_t i = 0; i < dim; i++) {
+                double a = got_all[(size_t)k * dim + i], b = want_all[(size_t)k * dim + i];
+                dot += a * b, na += a * a, nb += b * b;
+            }
+            batch_ok += dot / (sqrt(na * nb) + 1e-30) >= 0.9999;
+        }
+        CHECK(batch_ok == (int)n, "batched: %d of %u texts with cosine >= 0.9999", batch_ok, n);
+        for (uint32_t k = 0; k < n; k++) free((char *)all[k]);
+        free(all);
+        free(want_all);
+        free(got_all);
+    }
     CHECK(n == 200 && n_ok == 200, "%d of %u", n_ok, n);
     free(got);
 done:

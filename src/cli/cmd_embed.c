@@ -43,32 +43,44 @@ int cmd_embed(int argc, char **argv) {
         in = !file || !strcmp(file, "-") ? stdin : fopen(file, "r");
         if (!in) cli_die("%s: cannot open", file);
     }
-    float *v = malloc(sizeof(float) * (size_t)D);
+    enum { BATCH = 64 };
+    char *texts[BATCH];
+    float *v = malloc(sizeof(float) * (size_t)D * BATCH);
     char *line = NULL;
     size_t cap = 0;
-    for (;;) {
-        char *text;
-        if (prompt) {
-            text = sb_aprintf("%s%s", prefix, prompt);
-        } else {
-            ssize_t n = getline(&line, &cap, in);
-            if (n < 0) break;
-            while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
-            text = sb_aprintf("%s%s", prefix, line);
+    if (!v) cli_die("out of memory");
+    for (bool eof = false; !eof;) {
+        int n = 0;
+        while (n < BATCH) {
+            if (prompt) {
+                texts[n++] = sb_aprintf("%s%s", prefix, prompt);
+                eof = true;
+                break;
+            }
+            ssize_t len = getline(&line, &cap, in);
+            if (len < 0) {
+                eof = true;
+                break;
+            }
+            while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+            texts[n++] = sb_aprintf("%s%s", prefix, line);
         }
-        if (!text || !v) cli_die("out of memory");
-        const char *texts[1] = {text};
-        if (sb_encoder_embed(enc, texts, 1, normalize, v, &err) != SB_OK) cli_die("%s", err.msg);
-        if (keep < D && normalize) {
-            double ss = 0;
-            for (int i = 0; i < keep; i++) ss += (double)v[i] * v[i];
-            for (int i = 0; i < keep && ss > 0; i++) v[i] = (float)(v[i] / sqrt(ss));
+        for (int k = 0; k < n; k++)
+            if (!texts[k]) cli_die("out of memory");
+        if (n && sb_encoder_embed(enc, (const char *const *)texts, n, normalize, v, &err) != SB_OK)
+            cli_die("%s", err.msg);
+        for (int k = 0; k < n; k++) {
+            float *x = v + (size_t)k * D;
+            if (keep < D && normalize) {
+                double ss = 0;
+                for (int i = 0; i < keep; i++) ss += (double)x[i] * x[i];
+                for (int i = 0; i < keep && ss > 0; i++) x[i] = (float)(x[i] / sqrt(ss));
+            }
+            putchar('[');
+            for (int i = 0; i < keep; i++) printf(i ? ", %.7g" : "%.7g", x[i]);
+            puts("]");
+            free(texts[k]);
         }
-        putchar('[');
-        for (int i = 0; i < keep; i++) printf(i ? ", %.7g" : "%.7g", v[i]);
-        puts("]");
-        free(text);
-        if (prompt) break;
     }
     free(line);
     free(v);

@@ -273,88 +273,125 @@ static void linear(const float *x, int T, int in, const float *W, const float *b
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
 }
 
-/* One text's token ids -> pooled embedding (D). scratch holds what it needs. */
-static void encode_one(const sb_encoder *e, const int32_t *ids, int T, float *out, float *s) {
-    const int D = e->n_embd, F = e->n_ff, H = e->n_head, dh = D / H;
-    float *x = s, *q = x + (size_t)T * D, *k = q + (size_t)T * D, *v = k + (size_t)T * D;
-    float *a = v + (size_t)T * D, *h = a + (size_t)T * D, *att = h + (size_t)T * F;
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < D; i++)
-            x[(size_t)t * D + i] = e->tok_emb[(size_t)ids[t] * D + i] + e->pos_emb[(size_t)t * D + i] + e->type_emb[i];
-    layer_norm(x, T, D, e->emb_ln_w, e->emb_ln_b, e->eps);
+/* A batch of texts packed one after another: tokens (N = sum of lengths) run
+ * through the per-token layers as one matrix, attention stays within each
+ * text (offsets off[0..n]). Pooled embeddings go to out (n, D). */
+static void encode_batch(const sb_encoder *e, const int32_t *ids, const int *off, int n, float *out, float *s) {
+    const int D = e->n_embd, F = e->n_ff, H = e->n_head, dh = D / H, N = off[n];
+    float *x = s, *q = x + (size_t)N * D, *k = q + (size_t)N * D, *v = k + (size_t)N * D;
+    float *a = v + (size_t)N * D, *h = a + (size_t)N * D, *att = h + (size_t)N * F;
+    for (int b = 0; b < n; b++)
+        for (int t = off[b]; t < off[b + 1]; t++)
+            for (int i = 0; i < D; i++)
+                x[(size_t)t * D + i] = e->tok_emb[(size_t)ids[t] * D + i] +
+                                       e->pos_emb[(size_t)(t - off[b]) * D + i] + e->type_emb[i];
+    layer_norm(x, N, D, e->emb_ln_w, e->emb_ln_b, e->eps);
     const float scale = 1.0f / sqrtf((float)dh);
     for (int l = 0; l < e->n_layer; l++) {
         const enc_layer *L = &e->layers[l];
-        linear(x, T, D, L->wq, L->bq, D, q);
-        linear(x, T, D, L->wk, L->bk, D, k);
-        linear(x, T, D, L->wv, L->bv, D, v);
-        for (int hd = 0; hd < H; hd++) {
-            /* att (T, T) = Q_h K_h^T * scale; rows softmaxed; a_h = att V_h */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q + hd * dh, D, k + hd * dh, D,
-                        0.0f, att, T);
-            for (int t = 0; t < T; t++) {
-                float *r = att + (size_t)t * T, mx = r[0];
-                double sum = 0;
-                for (int j = 1; j < T; j++) mx = r[j] > mx ? r[j] : mx;
-                for (int j = 0; j < T; j++) sum += r[j] = expf(r[j] - mx);
-                float inv = (float)(1.0 / sum);
-                for (int j = 0; j < T; j++) r[j] *= inv;
+        linear(x, N, D, L->wq, L->bq, D, q);
+        linear(x, N, D, L->wk, L->bk, D, k);
+        linear(x, N, D, L->wv, L->bv, D, v);
+        for (int b = 0; b < n; b++) {
+            const int T = off[b + 1] - off[b];
+            const size_t o = (size_t)off[b] * D;
+            for (int hd = 0; hd < H; hd++) {
+                /* att (T, T) = Q_h K_h^T * scale; rows softmaxed; a_h = att V_h */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q + o + hd * dh, D,
+                            k + o + hd * dh, D, 0.0f, att, T);
+                for (int t = 0; t < T; t++) {
+                    float *r = att + (size_t)t * T, mx = r[0];
+                    double sum = 0;
+                    for (int j = 1; j < T; j++) mx = r[j] > mx ? r[j] : mx;
+                    for (int j = 0; j < T; j++) sum += r[j] = expf(r[j] - mx);
+                    float inv = (float)(1.0 / sum);
+                    for (int j = 0; j < T; j++) r[j] *= inv;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f, att, T, v + o + hd * dh, D,
+                            0.0f, a + o + hd * dh, D);
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f, att, T, v + hd * dh, D, 0.0f,
-                        a + hd * dh, D);
         }
-        linear(a, T, D, L->wo, L->bo, D, q); /* q reused as the projection */
-        for (size_t i = 0; i < (size_t)T * D; i++) x[i] += q[i];
-        layer_norm(x, T, D, L->ln1_w, L->ln1_b, e->eps);
-        linear(x, T, D, L->wi, L->bi, F, h);
-        for (size_t i = 0; i < (size_t)T * F; i++) h[i] = 0.5f * h[i] * (1.0f + erff(h[i] * (float)M_SQRT1_2));
-        linear(h, T, F, L->wo2, L->bo2, D, q);
-        for (size_t i = 0; i < (size_t)T * D; i++) x[i] += q[i];
-        layer_norm(x, T, D, L->ln2_w, L->ln2_b, e->eps);
+        linear(a, N, D, L->wo, L->bo, D, q); /* q reused as the projection */
+        for (size_t i = 0; i < (size_t)N * D; i++) x[i] += q[i];
+        layer_norm(x, N, D, L->ln1_w, L->ln1_b, e->eps);
+        linear(x, N, D, L->wi, L->bi, F, h);
+        for (size_t i = 0; i < (size_t)N * F; i++) h[i] = 0.5f * h[i] * (1.0f + erff(h[i] * (float)M_SQRT1_2));
+        linear(h, N, F, L->wo2, L->bo2, D, q);
+        for (size_t i = 0; i < (size_t)N * D; i++) x[i] += q[i];
+        layer_norm(x, N, D, L->ln2_w, L->ln2_b, e->eps);
     }
-    if (e->pool_cls) {
-        memcpy(out, x, sizeof(float) * (size_t)D);
-    } else {
+    for (int b = 0; b < n; b++) {
+        float *o = out + (size_t)b * D;
+        const int T = off[b + 1] - off[b];
+        if (e->pool_cls) {
+            memcpy(o, x + (size_t)off[b] * D, sizeof(float) * (size_t)D);
+            continue;
+        }
         for (int i = 0; i < D; i++) {
             double acc = 0;
-            for (int t = 0; t < T; t++) acc += x[(size_t)t * D + i];
-            out[i] = (float)(acc / T);
+            for (int t = off[b]; t < off[b + 1]; t++) acc += x[(size_t)t * D + i];
+            o[i] = (float)(acc / T);
         }
     }
 }
 
+#define BATCH_TOKENS 2048 /* tokens packed into one pass (at least one whole text) */
+
 sb_status sb_encoder_embed(sb_encoder *e, const char *const *texts, int n, bool normalize, float *out,
                            sb_err *err) {
     const int D = e->n_embd, F = e->n_ff, maxT = e->max_tokens;
-    size_t need = (size_t)maxT * (5 * (size_t)D + F) + (size_t)maxT * maxT;
+    const int cap = BATCH_TOKENS > maxT ? BATCH_TOKENS : maxT;
+    size_t need = (size_t)cap * (5 * (size_t)D + F) + (size_t)maxT * maxT;
     float *scratch = malloc(sizeof(float) * need);
-    if (!scratch) return sb_err_set(err, SB_ERR_NOMEM, "encoder: out of memory for %d-token scratch", maxT);
+    int *off = malloc(sizeof(int) * ((size_t)n + 1));
+    sb_tokens ids = {0};
     sb_status st = SB_OK;
-    int32_t cls = sb_tokenizer_bos(e->tok), sep = sb_tokenizer_eos(e->tok);
-    for (int k = 0; k < n && st == SB_OK; k++) {
-        sb_tokens ids = {0};
-        if (cls >= 0) sb_tokens_push(&ids, cls);
-        const char *txt = texts[k] ? texts[k] : "";
-        st = sb_tokenize(e->tok, txt, strlen(txt), false, true, &ids, err);
-        /* truncate to the model's maximum, keeping room for [SEP] */
-        size_t room = (size_t)maxT - (sep >= 0 ? 1 : 0);
-        if (ids.n > room) ids.n = room;
-        if (st == SB_OK && sep >= 0 && !sb_tokens_push(&ids, sep)) st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
-        for (size_t i = 0; st == SB_OK && i < ids.n; i++)
-            if (ids.ids[i] < 0 || ids.ids[i] >= e->n_vocab)
-                st = sb_err_set(err, SB_ERR_RANGE, "encoder: token id %d outside the vocabulary", ids.ids[i]);
-        if (st == SB_OK) {
-            float *o = out + (size_t)k * D;
-            encode_one(e, ids.ids, (int)ids.n, o, scratch);
-            if (normalize || e->normalize) {
-                double ss = 0;
-                for (int i = 0; i < D; i++) ss += (double)o[i] * o[i];
-                float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-                for (int i = 0; i < D; i++) o[i] *= inv;
-            }
-        }
-        sb_tokens_free(&ids);
+    if (!scratch || !off) {
+        st = sb_err_set(err, SB_ERR_NOMEM, "encoder: out of memory for a %d-token batch", cap);
+        goto done;
     }
+    int32_t cls = sb_tokenizer_bos(e->tok), sep = sb_tokenizer_eos(e->tok);
+    for (int first = 0; first < n && st == SB_OK;) {
+        /* Pack whole texts while they fit in the batch. */
+        ids.n = 0;
+        int count = 0;
+        off[0] = 0;
+        while (first + count < n) {
+            size_t start = ids.n;
+            if (cls >= 0) sb_tokens_push(&ids, cls);
+            const char *txt = texts[first + count] ? texts[first + count] : "";
+            if ((st = sb_tokenize(e->tok, txt, strlen(txt), false, true, &ids, err)) != SB_OK) break;
+            size_t room = (size_t)maxT - (sep >= 0 ? 1 : 0); /* truncate, keeping room for [SEP] */
+            if (ids.n - start > room) ids.n = start + room;
+            if (sep >= 0 && !sb_tokens_push(&ids, sep)) {
+                st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+                break;
+            }
+            if (count > 0 && ids.n > (size_t)cap) { /* does not fit: next batch */
+                ids.n = start;
+                break;
+            }
+            off[++count] = (int)ids.n;
+        }
+        if (st != SB_OK) break;
+        for (size_t i = 0; i < ids.n; i++)
+            if (ids.ids[i] < 0 || ids.ids[i] >= e->n_vocab) {
+                st = sb_err_set(err, SB_ERR_RANGE, "encoder: token id %d outside the vocabulary", ids.ids[i]);
+                goto done;
+            }
+        encode_batch(e, ids.ids, off, count, out + (size_t)first * D, scratch);
+        for (int b = 0; b < count && (normalize || e->normalize); b++) {
+            float *o = out + (size_t)(first + b) * D;
+            double ss = 0;
+            for (int i = 0; i < D; i++) ss += (double)o[i] * o[i];
+            float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+            for (int i = 0; i < D; i++) o[i] *= inv;
+        }
+        first += count;
+    }
+done:
+    sb_tokens_free(&ids);
+    free(off);
     free(scratch);
     return st;
 }
