@@ -11,13 +11,13 @@
 B        ?= build
 CC       ?= cc
 OPT      ?= -O2
-PKGS     := jansson libutf8proc libpcre2-8 openblas
+PKGS     := jansson libutf8proc libpcre2-8 openblas sqlite3
 CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter \
             -Wshadow -Wno-missing-field-initializers -fno-strict-aliasing \
             -Iinclude -Isrc $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)
 LDLIBS   := $(shell pkg-config --libs $(PKGS)) -lm -lpthread $(EXTRA_LDFLAGS)
 
-LAYERS   := base tensor formats text model
+LAYERS   := base tensor formats text model rag
 LIB_SRC  := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
 CLI_SRC  := $(wildcard src/cli/*.c)

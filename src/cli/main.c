@@ -89,6 +89,9 @@ static const char usage[] =
     "  chat -m MODEL              interactive multi-turn chat in the model's template\n"
     "  convert MODEL OUT.gguf     write a model (HF folder or GGUF) as GGUF [--type f32|f16|bf16|q8_0]\n"
     "  embed -m MODEL [FILE|-]    sentence embeddings, one JSON array per input line\n"
+    "  ingest --store DIR PATH... add documents (txt, md, jsonl, csv) to a knowledge store\n"
+    "  search --store DIR QUERY   the best chunks for a query (hybrid, dense or BM25)\n"
+    "  docs --store DIR list|stats|rm PATH   what a store holds\n"
     "\n"
     "`sabio COMMAND --help` shows a command's options.\n";
 
@@ -106,6 +109,9 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "chat")) return cmd_chat(argc, argv);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc, argv);
     if (!strcmp(cmd, "embed")) return cmd_embed(argc, argv);
+    if (!strcmp(cmd, "ingest")) return cmd_ingest(argc, argv);
+    if (!strcmp(cmd, "search")) return cmd_search(argc, argv);
+    if (!strcmp(cmd, "docs")) return cmd_docs(argc, argv);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         puts("sabio 0.1.0");
         return 0;

@@ -1,0 +1,218 @@
+/*
+ * cmd_rag.c - the knowledge-store commands: `sabio ingest`, `sabio search`,
+ * `sabio docs`.
+ */
+#include "cli/cli.h"
+#include "rag/store.h"
+
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_ENCODER "models/all-MiniLM-L6-v2"
+
+/* The encoder's identity recorded in a store: its folder's name. */
+static char *model_id(const char *path) {
+    char *copy = sb_strdup(path), *id;
+    size_t n = strlen(copy);
+    while (n > 1 && copy[n - 1] == '/') copy[--n] = 0;
+    id = sb_strdup(basename(copy));
+    free(copy);
+    return id;
+}
+
+static sb_encoder *open_encoder(const char *path) {
+    sb_err err = {0};
+    sb_encoder *e = sb_encoder_open(path, &err);
+    if (!e) cli_die("%s", err.msg);
+    return e;
+}
+
+typedef struct progress {
+    double t0;
+    bool tty;
+} progress;
+
+static void on_file(const char *path, sb_status st, const char *msg, const sb_ingest_stats *s, int total, void *user) {
+    progress *p = user;
+    double el = sb_time_sec() - p->t0;
+    double rate = el > 0 ? s->chunks_added / el : 0;
+    double eta = s->files_seen ? el / s->files_seen * (total - s->files_seen) : 0;
+    if (st != SB_OK) fprintf(stderr, "%ssabio: skipped: %s\n", p->tty ? "\r\033[K" : "", msg);
+    if (p->tty)
+        fprintf(stderr, "\r\033[Kfiles %d/%d, chunks %lld, %.1f chunks/s, ETA %.0fs", s->files_seen, total,
+                (long long)s->chunks_added, rate, eta);
+    else if (st == SB_OK)
+        fprintf(stderr, "sabio: %d/%d %s (%lld chunks so far, %.1f chunks/s)\n", s->files_seen, total, path,
+                (long long)s->chunks_added, rate);
+}
+
+int cmd_ingest(int argc, char **argv) {
+    const char *store = NULL, *model = NULL;
+    const char *paths[256];
+    int n_paths = 0;
+    sb_ingest_opts o = {.chunk = {200, 32}, .loader = {NULL, 1}};
+    for (int i = 1; i < argc; i++) {
+        if (cli_is(argv[i], "-h,--help")) {
+            printf("usage: sabio ingest --store DIR [-m ENCODER] PATH...\n"
+                   "Adds files and folders (txt, md, jsonl, csv) to the store: new files are added, changed\n"
+                   "ones re-embedded, unchanged ones skipped, and files gone from an ingested folder removed.\n\n"
+                   "  --store DIR          the store folder (created if needed)\n"
+                   "  -m, --model DIR      embedding model (default: the store's, else %s)\n"
+                   "  --chunk-tokens N     target chunk size in tokens (default 200)\n"
+                   "  --overlap N          tokens repeated between chunks (default 32)\n"
+                   "  --field NAME         JSONL: the field holding the text (default text)\n"
+                   "  --csv-rows N         CSV: rows per record (default 1)\n",
+                   DEFAULT_ENCODER);
+            return 0;
+        }
+        if (cli_is(argv[i], "--store")) store = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "-m,--model")) model = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "--chunk-tokens")) o.chunk.target_tokens = (int)cli_long(argv[i], cli_value(argc, argv, &i), 16, 8192);
+        else if (cli_is(argv[i], "--overlap")) o.chunk.overlap_tokens = (int)cli_long(argv[i], cli_value(argc, argv, &i), 0, 4096);
+        else if (cli_is(argv[i], "--field")) o.loader.jsonl_field = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "--csv-rows")) o.loader.csv_rows_per_record = (int)cli_long(argv[i], cli_value(argc, argv, &i), 1, 1 << 20);
+        else if (argv[i][0] == '-') cli_die("ingest: unknown option '%s'", argv[i]);
+        else if (n_paths < 256) paths[n_paths++] = argv[i];
+        else cli_die("ingest: at most 256 paths");
+    }
+    if (!store) cli_die("ingest: --store DIR is required");
+    if (!n_paths) cli_die("ingest: nothing to ingest (give files or folders)");
+    sb_err err = {0};
+    sb_store *s = sb_store_open(store, true, &err);
+    if (!s) cli_die("%s", err.msg);
+    char *fallback = sb_store_model(s) ? sb_aprintf("models/%s", sb_store_model(s)) : NULL;
+    const char *mpath = model ? model : fallback && sb_is_dir(fallback) ? fallback : DEFAULT_ENCODER;
+    sb_encoder *enc = open_encoder(mpath);
+    char *id = model_id(mpath);
+    if (sb_store_bind_model(s, id, sb_encoder_dim(enc), &err) != SB_OK) cli_die("%s", err.msg);
+    progress p = {sb_time_sec(), isatty(2)};
+    sb_ingest_stats st;
+    sb_status rc = sb_store_ingest(s, enc, paths, n_paths, &o, &st, on_file, &p, &err);
+    if (p.tty) fputc('\n', stderr);
+    if (rc != SB_OK) cli_die("%s", err.msg);
+    fprintf(stderr,
+            "sabio: %d files: %d added, %d updated, %d unchanged, %d removed, %d failed; %lld chunks in %.1fs\n",
+            st.files_seen, st.files_added, st.files_updated, st.files_unchanged, st.files_removed, st.files_failed,
+            (long long)st.chunks_added, sb_time_sec() - p.t0);
+    free(id);
+    free(fallback);
+    sb_encoder_free(enc);
+    sb_store_close(s);
+    return st.files_failed && st.files_failed == st.files_seen ? 1 : 0;
+}
+
+static void json_str(const char *s) {
+    putchar('"');
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c == '\n') fputs("\\n", stdout);
+        else if (c == '\t') fputs("\\t", stdout);
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}
+
+int cmd_search(int argc, char **argv) {
+    const char *store = NULL, *model = NULL, *query = NULL;
+    int k = 5;
+    bool json = false;
+    sb_search_mode mode = SB_SEARCH_HYBRID;
+    for (int i = 1; i < argc; i++) {
+        if (cli_is(argv[i], "-h,--help")) {
+            printf("usage: sabio search --store DIR [options] QUERY\n"
+                   "  --mode hybrid|dense|bm25   retrieval (default hybrid: reciprocal-rank fusion)\n"
+                   "  -k N                       how many chunks (default 5)\n"
+                   "  -m, --model DIR            embedding model (default: the store's)\n"
+                   "  --json                     one JSON object per hit\n");
+            return 0;
+        }
+        if (cli_is(argv[i], "--store")) store = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "-m,--model")) model = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "-k,--top-k")) k = (int)cli_long(argv[i], cli_value(argc, argv, &i), 1, 1000);
+        else if (cli_is(argv[i], "--json")) json = true;
+        else if (cli_is(argv[i], "--mode")) {
+            const char *m = cli_value(argc, argv, &i);
+            if (!strcmp(m, "hybrid")) mode = SB_SEARCH_HYBRID;
+            else if (!strcmp(m, "dense")) mode = SB_SEARCH_DENSE;
+            else if (!strcmp(m, "bm25")) mode = SB_SEARCH_BM25;
+            else cli_die("search: --mode must be hybrid, dense or bm25");
+        } else if (argv[i][0] == '-') cli_die("search: unknown option '%s'", argv[i]);
+        else query = argv[i];
+    }
+    if (!store) cli_die("search: --store DIR is required");
+    if (!query) cli_die("search: no query");
+    sb_err err = {0};
+    sb_store *s = sb_store_open(store, false, &err);
+    if (!s) cli_die("%s", err.msg);
+    if (!sb_store_model(s)) cli_die("%s: the store is empty", store);
+    char *fallback = sb_aprintf("models/%s", sb_store_model(s));
+    sb_encoder *enc = open_encoder(model ? model : fallback);
+    char *id = model_id(model ? model : fallback);
+    if (sb_store_bind_model(s, id, sb_encoder_dim(enc), &err) != SB_OK) cli_die("%s", err.msg);
+    sb_hit *hits;
+    int n;
+    if (sb_store_search(s, enc, query, k, mode, &hits, &n, &err) != SB_OK) cli_die("%s", err.msg);
+    for (int i = 0; i < n; i++) {
+        sb_hit *h = &hits[i];
+        if (json) {
+            printf("{\"rank\": %d, \"score\": %.6g, \"path\": ", i + 1, h->score);
+            json_str(h->path);
+            printf(", \"section\": ");
+            if (h->section) json_str(h->section);
+            else fputs("null", stdout);
+            printf(", \"line_start\": %d, \"line_end\": %d, \"page\": %d, \"text\": ", h->line_start, h->line_end,
+                   h->page);
+            json_str(h->text);
+            puts("}");
+        } else {
+            printf("[%d] %.4f  %s:%d-%d%s%s%s\n", i + 1, h->score, h->path, h->line_start, h->line_end,
+                   h->section ? "  (" : "", h->section ? h->section : "", h->section ? ")" : "");
+            printf("    %.300s%s\n\n", h->text, strlen(h->text) > 300 ? "..." : "");
+        }
+    }
+    sb_hits_free(hits, n);
+    free(id);
+    free(fallback);
+    sb_encoder_free(enc);
+    sb_store_close(s);
+    return 0;
+}
+
+static void print_doc(const char *path, int64_t chunks, void *user) { printf("%6lld  %s\n", (long long)chunks, path); }
+
+int cmd_docs(int argc, char **argv) {
+    const char *store = NULL, *action = NULL, *target = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (cli_is(argv[i], "-h,--help")) {
+            printf("usage: sabio docs --store DIR list|stats|rm PATH\n");
+            return 0;
+        }
+        if (cli_is(argv[i], "--store")) store = cli_value(argc, argv, &i);
+        else if (!action) action = argv[i];
+        else if (!target) target = argv[i];
+        else cli_die("docs: too many arguments");
+    }
+    if (!store || !action) cli_die("docs: usage: sabio docs --store DIR list|stats|rm PATH");
+    sb_err err = {0};
+    sb_store *s = sb_store_open(store, false, &err);
+    if (!s) cli_die("%s", err.msg);
+    sb_status st = SB_OK;
+    if (!strcmp(action, "list")) st = sb_store_list(s, print_doc, NULL, &err);
+    else if (!strcmp(action, "stats")) {
+        sb_store_stats ss = {0};
+        st = sb_store_stats_get(s, &ss, &err);
+        if (st == SB_OK)
+            printf("documents %lld\nchunks %lld\nembedding model %s (%d dimensions)\n", (long long)ss.documents,
+                   (long long)ss.chunks, sb_store_model(s) ? sb_store_model(s) : "(none)", ss.dim);
+    } else if (!strcmp(action, "rm")) {
+        if (!target) cli_die("docs rm: which PATH?");
+        st = sb_store_remove(s, target, &err);
+    } else cli_die("docs: unknown action '%s' (list, stats, rm)", action);
+    if (st != SB_OK) cli_die("%s", err.msg);
+    sb_store_close(s);
+    return 0;
+}
