@@ -65,8 +65,14 @@ fuzz:
 	  clang -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
 	    -o build-fuzz/fuzz/$$n $$f build-fuzz/libsabio.a $(LDLIBS) || exit 1; done
 
-bench: $(B)/sabio
-	@if [ -x bench/run ]; then bench/run; else echo "no benchmarks yet"; fi
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
+$(B)/bench/%: bench/%.c $(B)/libsabio.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libsabio.a $(LDLIBS)
+
+bench: $(B)/sabio $(BENCH_BIN)
+	bench/run
 
 clean:
 	rm -rf build build-asan build-fuzz
