@@ -41,6 +41,10 @@ typedef struct sb_loader_opts {
  * Files over 64 MiB, invalid UTF-8 beyond repair, or binary content are
  * errors naming the file. */
 sb_status sb_doc_load(const char *path, const sb_loader_opts *opts, sb_doc *out, sb_err *err);
+/* The same from bytes in memory; type is "txt", "md", "jsonl" or "csv" and
+ * path only names the source. */
+sb_status sb_doc_parse(const char *path, const char *type, const char *raw, size_t n, const sb_loader_opts *opts,
+                       sb_doc *out, sb_err *err);
 /* True if sb_doc_load knows the file's extension. */
 bool sb_doc_supported(const char *path);
 

@@ -225,13 +225,20 @@ sb_status sb_doc_load(const char *path, const sb_loader_opts *opts, sb_doc *d, s
     size_t n = 0;
     sb_status st = sb_read_file(path, MAX_DOC_BYTES, &raw, &n, err);
     if (st != SB_OK) return st;
+    st = sb_doc_parse(path, type, raw, n, opts, d, err);
+    free(raw);
+    return st;
+}
+
+sb_status sb_doc_parse(const char *path, const char *type, const char *raw, size_t n, const sb_loader_opts *opts,
+                       sb_doc *d, sb_err *err) {
+    memset(d, 0, sizeof *d);
     sb_buf clean = {0};
-    if ((st = clean_utf8(path, raw, n, &clean, err)) != SB_OK) {
-        free(raw);
+    sb_status st = clean_utf8(path, raw, n, &clean, err);
+    if (st != SB_OK) {
         sb_buf_free(&clean);
         return st;
     }
-    free(raw);
     d->path = sb_strdup(path);
     d->type = sb_strdup(type);
     d->text = clean.data;
