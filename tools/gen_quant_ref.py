@@ -1,22 +1,30 @@
 #!/usr/bin/env python3
 """Reference (de)quantization vectors from the `gguf` Python package.
 
-Run by hand, never by CI:
-    python3 -m venv .venv && .venv/bin/pip install gguf numpy
-    .venv/bin/python tools/gen_quant_ref.py tests/data/quant_ref.bin
+Run by hand, never by CI (gguf 0.19, numpy):
+    /work/venv/bin/python tools/gen_quant_ref.py tests/data/quant_ref.bin
 
 For every GGML type the package dequantizes, random blocks (random bytes,
 with the f16 scale fields replaced by finite f16 values, a few of them zero
 or subnormal) go through gguf.quants.dequantize; for every type it can
-quantize, random floats go through gguf.quants.quantize. Output format, all
-little-endian:
+quantize, random floats go through gguf.quants.quantize.
+
+The package has no code for F32 (a view), Q8_1 and Q8_K (activation-only
+types, never in GGUF files); their records are computed here with numpy from
+the ggml block layout (x = d * q in float32), written independently of our C.
+Last come the sizes of every type in gguf.GGML_QUANT_SIZES, so the C test
+checks its traits table against the reference's. (gguf-py lists Q8_1 as 40
+bytes, the obsolete float d/s layout; ggml's block_q8_1 is 2 x f16 + 32 = 36.)
+
+Output format, all little-endian:
     "SBQREF1\\0"
     u32 n_records
-    records: u32 kind (0 = dequantize, 1 = quantize), u32 ggml type,
-             u32 block elements, u32 block bytes (from gguf.GGML_QUANT_SIZES),
-             u32 n_blocks,
+    records: u32 kind (0 = dequantize, 1 = quantize, 2 = size entry),
+             u32 ggml type, u32 block elements, u32 block bytes
+             (from gguf.GGML_QUANT_SIZES except Q8_1), u32 n_blocks,
              kind 0: raw blocks (n_blocks * bytes), then f32 output (n_blocks * elements)
              kind 1: f32 input (n_blocks * elements), then quantized blocks
+             kind 2: n_blocks = 0, then char name[16] (gguf's type name, NUL-padded)
 """
 import struct
 import sys
@@ -80,6 +88,28 @@ def main(out):
         q = np.frombuffer(q.tobytes(), np.uint8)
         assert q.size == blocks * nbytes, (t, q.shape)
         recs.append(struct.pack("<5I", 1, int(t), elems, nbytes, blocks) + x.tobytes() + q.tobytes())
+    # Types without gguf code: numpy from the block layout.
+    n = N_BLOCKS * 32
+    x = (rng.standard_normal(n) * 10.0 ** rng.integers(-6, 6, n)).astype(np.float32)
+    x[:4] = [0.0, -0.0, np.finfo(np.float32).tiny / 2, np.inf]
+    recs.append(struct.pack("<5I", 0, int(T.F32), 1, 4, n) + x.tobytes() + x.tobytes())
+    # Q8_1 {f16 d, f16 s; i8 qs[32]}: x = d * q (s is not used to dequantize)
+    raw = rng.integers(0, 256, (N_BLOCKS, 36), dtype=np.uint8)
+    raw[:, 0:2] = random_f16(rng, N_BLOCKS).view(np.uint8).reshape(N_BLOCKS, 2)
+    d = raw[:, 0:2].copy().view(np.float16).astype(np.float32)
+    y = d * raw[:, 4:].view(np.int8).astype(np.float32)
+    recs.append(struct.pack("<5I", 0, int(T.Q8_1), 32, 36, N_BLOCKS) + raw.tobytes() + y.astype(np.float32).tobytes())
+    # Q8_K {f32 d; i8 qs[256]; i16 bsums[16]}: x = d * q
+    nb = 16
+    raw = rng.integers(0, 256, (nb, 292), dtype=np.uint8)
+    d = (rng.standard_normal(nb) * 1e-3).astype(np.float32)
+    d[0] = 0
+    raw[:, 0:4] = d.view(np.uint8).reshape(nb, 4)
+    y = d.reshape(nb, 1) * raw[:, 4:260].view(np.int8).astype(np.float32)
+    assert GGML_QUANT_SIZES[T.Q8_K] == (256, 292)
+    recs.append(struct.pack("<5I", 0, int(T.Q8_K), 256, 292, nb) + raw.tobytes() + y.astype(np.float32).tobytes())
+    for t, (elems, nbytes) in GGML_QUANT_SIZES.items():
+        recs.append(struct.pack("<5I", 2, int(t), elems, nbytes, 0) + t.name.encode().ljust(16, b"\0")[:16])
     with open(out, "wb") as f:
         f.write(b"SBQREF1\0" + struct.pack("<I", len(recs)))
         for r in recs:

@@ -1,5 +1,6 @@
 /*
- * matvec.c - scalar reference kernels of matvec.h.
+ * matvec.c - scalar reference kernels of matvec.h: dequantize a chunk of
+ * whole blocks into a stack buffer, dot it with the matching slice of x.
  */
 #include "tensor/matvec.h"
 
@@ -7,18 +8,24 @@
 
 #define CHUNK 256 /* elements dequantized at a time; a multiple of every block size */
 
-float sb_vec_dot_f32(const float *a, const float *b, int64_t n) {
-    /* Four partial sums: fewer dependent adds, and slightly better accuracy. */
+/* Four partial sums: fewer dependent adds, and slightly better accuracy.
+ * n4 is a multiple of 4. */
+static inline float dot4(const float *a, const float *b, int64_t n4) {
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
+    for (int64_t i = 0; i < n4; i += 4) {
         s0 += a[i] * b[i];
         s1 += a[i + 1] * b[i + 1];
         s2 += a[i + 2] * b[i + 2];
         s3 += a[i + 3] * b[i + 3];
     }
-    for (; i < n; i++) s0 += a[i] * b[i];
     return (s0 + s1) + (s2 + s3);
+}
+
+float sb_vec_dot_f32(const float *a, const float *b, int64_t n) {
+    int64_t n4 = n & ~(int64_t)3;
+    float s = dot4(a, b, n4);
+    for (int64_t i = n4; i < n; i++) s += a[i] * b[i];
+    return s;
 }
 
 static size_t row_bytes(const sb_tensor *w) {
@@ -49,7 +56,7 @@ void sb_matvec(const sb_tensor *w, const float *x, float *y, int64_t row_begin, 
         int64_t i = 0;
         for (; i + CHUNK <= n; i += CHUNK, row += chunk_bytes) {
             t->to_float(row, buf, CHUNK);
-            sum += sb_vec_dot_f32(buf, x + i, CHUNK);
+            sum += dot4(buf, x + i, CHUNK);
         }
         if (i < n) {
             t->to_float(row, buf, n - i);

@@ -1,18 +1,27 @@
 /*
- * matvec.h - the generic scalar kernels the decoder needs: y = W x over any
- * weight type, row lookup, dot products. Rows are dequantized block by block
- * into a stack buffer (no heap allocation per call). SIMD variants slot in
- * behind the same functions later (runtime dispatch in the traits table).
+ * matvec.h - the generic kernels the decoder needs: y = W x over any weight
+ * type, row lookup (embeddings), dot products. Scalar reference versions:
+ * rows are dequantized a chunk of whole blocks at a time (256 elements) into
+ * a stack buffer and dotted in float, so there is no heap allocation per
+ * call. SIMD variants slot in behind the same functions later (chosen once at
+ * start-up, per type, in the traits table) and are tested against these.
+ *
+ * W is a 2-D view (tensor.h): ne[0] = n_in elements per row (the contiguous
+ * dimension, a multiple of the type's block size), ne[1] = n_out rows.
+ * Preconditions (checked by the loader, not here): w->type has a to_float in
+ * the traits table, w->data holds ne[1] whole rows, x holds ne[0] floats.
  */
 #ifndef SB_MATVEC_H
 #define SB_MATVEC_H
 
 #include "tensor/tensor.h"
 
-/* y[r] = dot(row r of w, x) for r in [row_begin, row_end). w->ne[0] = len(x). */
+/* y[r] = dot(row r of w, x) for r in [row_begin, row_end); other entries of y
+ * are left alone, so threads can split the rows of one product. */
 void sb_matvec(const sb_tensor *w, const float *x, float *y, int64_t row_begin, int64_t row_end);
 /* Dequantizes row r of w (w->ne[0] floats) into out. */
 void sb_get_row(const sb_tensor *w, int64_t r, float *out);
+/* sum a[i] * b[i] in float, four partial sums. */
 float sb_vec_dot_f32(const float *a, const float *b, int64_t n);
 
 #endif
