@@ -56,7 +56,7 @@ int cmd_ingest(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (cli_is(argv[i], "-h,--help")) {
             printf("usage: sabio ingest --store DIR [-m ENCODER] PATH...\n"
-                   "Adds files and folders (txt, md, jsonl, csv) to the store: new files are added, changed\n"
+                   "Adds files and folders (txt, md, html, pdf, jsonl, csv) to the store: new files are added, changed\n"
                    "ones re-embedded, unchanged ones skipped, and files gone from an ingested folder removed.\n\n"
                    "  --store DIR          the store folder (created if needed)\n"
                    "  -m, --model DIR      embedding model (default: the store's, else %s)\n"

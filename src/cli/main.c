@@ -89,7 +89,7 @@ static const char usage[] =
     "  chat -m MODEL              interactive multi-turn chat in the model's template\n"
     "  convert MODEL OUT.gguf     write a model (HF folder or GGUF) as GGUF [--type f32|f16|bf16|q8_0]\n"
     "  embed -m MODEL [FILE|-]    sentence embeddings, one JSON array per input line\n"
-    "  ingest --store DIR PATH... add documents (txt, md, jsonl, csv) to a knowledge store\n"
+    "  ingest --store DIR PATH... add documents (txt, md, html, pdf, jsonl, csv) to a knowledge store\n"
     "  search --store DIR QUERY   the best chunks for a query (hybrid, dense or BM25)\n"
     "  docs --store DIR list|stats|rm PATH   what a store holds\n"
     "\n"

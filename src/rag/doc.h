@@ -20,7 +20,7 @@ typedef struct sb_doc_mark {
 
 typedef struct sb_doc {
     char *path;
-    char *type;  /* "txt", "md", "jsonl", "csv" */
+    char *type;  /* "txt", "md", "jsonl", "csv", "html", "pdf" */
     char *title; /* may be NULL */
     char *text;
     size_t len;
@@ -37,7 +37,7 @@ typedef struct sb_loader_opts {
     int csv_rows_per_record; /* CSV: rows per record (default 1) */
 } sb_loader_opts;
 
-/* Loads a file by its extension (.txt .text .md .markdown .jsonl .csv).
+/* Loads a file by its extension (.txt .text .md .markdown .jsonl .csv .html .htm .pdf).
  * Files over 64 MiB, invalid UTF-8 beyond repair, or binary content are
  * errors naming the file. */
 sb_status sb_doc_load(const char *path, const sb_loader_opts *opts, sb_doc *out, sb_err *err);
@@ -45,6 +45,9 @@ sb_status sb_doc_load(const char *path, const sb_loader_opts *opts, sb_doc *out,
  * path only names the source. */
 sb_status sb_doc_parse(const char *path, const char *type, const char *raw, size_t n, const sb_loader_opts *opts,
                        sb_doc *out, sb_err *err);
+/* HTML (gumbo) and PDF (poppler) bodies into d (path and type already set). */
+sb_status sb_doc_parse_html(sb_doc *d, const char *html, size_t n, sb_err *err);
+sb_status sb_doc_parse_pdf(sb_doc *d, const char *raw, size_t n, sb_err *err);
 /* True if sb_doc_load knows the file's extension. */
 bool sb_doc_supported(const char *path);
 

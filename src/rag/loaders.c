@@ -40,6 +40,8 @@ static const char *type_of(const char *path) {
     if (!strcasecmp(e, "md") || !strcasecmp(e, "markdown")) return "md";
     if (!strcasecmp(e, "jsonl") || !strcasecmp(e, "ndjson")) return "jsonl";
     if (!strcasecmp(e, "csv")) return "csv";
+    if (!strcasecmp(e, "html") || !strcasecmp(e, "htm")) return "html";
+    if (!strcasecmp(e, "pdf")) return "pdf";
     return NULL;
 }
 
@@ -234,7 +236,28 @@ sb_status sb_doc_parse(const char *path, const char *type, const char *raw, size
                        sb_doc *d, sb_err *err) {
     memset(d, 0, sizeof *d);
     sb_buf clean = {0};
-    sb_status st = clean_utf8(path, raw, n, &clean, err);
+    sb_status st;
+    if (!strcmp(type, "pdf")) {
+        if (!(d->path = sb_strdup(path)) || !(d->type = sb_strdup(type))) {
+            sb_doc_free(d);
+            return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+        }
+        if ((st = sb_doc_parse_pdf(d, raw, n, err)) != SB_OK) {
+            sb_doc_free(d);
+            return st;
+        }
+        /* poppler gives UTF-8; make sure nothing else slips through */
+        if ((st = clean_utf8(path, d->text, d->len, &clean, err)) != SB_OK) {
+            sb_buf_free(&clean);
+            sb_doc_free(d);
+            return st;
+        }
+        free(d->text);
+        d->text = clean.data;
+        d->len = clean.len;
+        return SB_OK;
+    }
+    st = clean_utf8(path, raw, n, &clean, err);
     if (st != SB_OK) {
         sb_buf_free(&clean);
         return st;
@@ -245,6 +268,7 @@ sb_status sb_doc_parse(const char *path, const char *type, const char *raw, size
     d->len = clean.len;
     if (!d->path || !d->type) st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
     else if (!strcmp(type, "md")) st = md_sections(d, err);
+    else if (!strcmp(type, "html")) st = sb_doc_parse_html(d, clean.data, clean.len, err);
     else if (!strcmp(type, "jsonl"))
         st = load_jsonl(d, clean.data, clean.len, opts && opts->jsonl_field ? opts->jsonl_field : "text", err);
     else if (!strcmp(type, "csv"))
