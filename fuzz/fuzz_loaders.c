@@ -1,5 +1,5 @@
-/* fuzz_loaders.c - libFuzzer target for the document loaders (Markdown,
- * JSONL, CSV, text; the first byte picks one) and the chunker on what they
+/* fuzz_loaders.c - libFuzzer target for the document loaders (text,
+ * Markdown, JSONL, CSV, HTML; the first byte picks one) and the chunker on what they
  * produce, with a WordPiece vocabulary from ../shared/assets (run from the
  * repository root). */
 #include "formats/gguf.h"
@@ -17,10 +17,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!tok) abort();
     }
     if (size < 1) return 0;
-    static const char *types[4] = {"txt", "md", "jsonl", "csv"};
+    static const char *types[5] = {"txt", "md", "jsonl", "csv", "html"};
     sb_loader_opts o = {NULL, 1 + (data[0] >> 4)};
     sb_doc d;
-    if (sb_doc_parse("fuzz", types[data[0] & 3], (const char *)data + 1, size - 1, &o, &d, NULL) != SB_OK) return 0;
+    if (sb_doc_parse("fuzz", types[(data[0] & 7) % 5], (const char *)data + 1, size - 1, &o, &d, NULL) != SB_OK) return 0;
     sb_chunk *ch = NULL;
     size_t n = 0;
     sb_chunk_params p = {16 + (data[0] & 31), 4};
