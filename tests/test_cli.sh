@@ -41,7 +41,7 @@ check "bad --temp exits 1 with a message" [ $rc -eq 1 ]
 check "bad --temp message" grep -q -- '--temp' "$tmp/out"
 "$SABIO" frobnicate >"$tmp/out" 2>&1; rc=$?
 check "unknown command exits 1" [ $rc -eq 1 ]
-for c in info tokenize generate chat convert embed; do
+for c in info tokenize generate chat convert embed ingest search docs ask; do
   "$SABIO" $c --help >"$tmp/out" 2>&1; rc=$?
   check "$c --help exits 0" [ $rc -eq 0 ]
 done
@@ -79,6 +79,27 @@ PY
   check "embed on a folder without config.json exits 1 with a message" grep -q 'config.json' "$tmp/out"
 else
   skip=$((skip + 1)); echo "SKIP test_cli.sh: models/all-MiniLM-L6-v2 absent" >&2
+fi
+
+# ingest, search, ask: a folder of real files (one corrupt PDF among them)
+if [ -d models/all-MiniLM-L6-v2 ]; then
+  "$SABIO" ingest --store "$tmp/store" tests/data/docs >"$tmp/out" 2>&1; rc=$?
+  check "ingest exits 0 with one bad file ($(tail -n 1 "$tmp/out"))" [ $rc -eq 0 ]
+  check "ingest reports the corrupt PDF and goes on" grep -q 'corrupt.pdf' "$tmp/out"
+  check "ingest summary: 2 added, 1 failed" grep -q '2 added, 0 updated, 0 unchanged, 0 removed, 1 failed' "$tmp/out"
+  "$SABIO" search --store "$tmp/store" --json -k 1 "When were the pipettes calibrated?" >"$tmp/out" 2>&1
+  check "search finds the PDF page: $(head -c 200 "$tmp/out")" grep -q '"path": ".*report.pdf".*"page": 2' "$tmp/out"
+  "$SABIO" docs --store "$tmp/store" stats >"$tmp/out" 2>&1
+  check "docs stats" grep -q '^documents 2' "$tmp/out"
+  "$SABIO" search --store "$tmp/nostore" "x" >"$tmp/out" 2>&1; rc=$?
+  check "search on a missing store is a clear error" grep -q 'no store' "$tmp/out"
+  if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
+    "$SABIO" ask --store "$tmp/store" -m models/SmolLM2-135M-Instruct.Q4_1.gguf -k 1 -n 16 --json \
+      "What is worn near the laser bench?" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    check "ask exits 0 ($(head -c 300 "$tmp/err"))" [ $rc -eq 0 ]
+    check "ask gives the HTML page as source 1: $(head -c 300 "$tmp/out")" grep -q '"sources": \[{"n": 1, "path": ".*page.html"' "$tmp/out"
+    check "ask answers something" python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['answer'].strip() else 1)" "$tmp/out"
+  fi
 fi
 
 # chat on the real SmolLM2 (skips if set-up could not fetch it)

@@ -36,5 +36,6 @@ int cmd_embed(int argc, char **argv);
 int cmd_ingest(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_docs(int argc, char **argv);
+int cmd_ask(int argc, char **argv);
 
 #endif

@@ -3,6 +3,8 @@
  * `sabio docs`.
  */
 #include "cli/cli.h"
+#include "model/model.h"
+#include "rag/ask.h"
 #include "rag/store.h"
 
 #include <libgen.h>
@@ -213,6 +215,116 @@ int cmd_docs(int argc, char **argv) {
         st = sb_store_remove(s, target, &err);
     } else cli_die("docs: unknown action '%s' (list, stats, rm)", action);
     if (st != SB_OK) cli_die("%s", err.msg);
+    sb_store_close(s);
+    return 0;
+}
+
+static bool stream_out(const char *text, size_t len, void *user) {
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return true;
+}
+
+int cmd_ask(int argc, char **argv) {
+    const char *store = NULL, *model = NULL, *embed = NULL, *question = NULL, *tmpl = NULL;
+    bool json = false, verbose = false;
+    int n_ctx = 4096;
+    sb_ask_params p = sb_ask_default_params();
+    for (int i = 1; i < argc; i++) {
+        if (cli_is(argv[i], "-h,--help")) {
+            printf("usage: sabio ask --store DIR -m MODEL [options] QUESTION\n"
+                   "Answers from the store's documents, citing them as [n], then lists the sources.\n\n"
+                   "  --store DIR            the knowledge store (see sabio ingest)\n"
+                   "  -m, --model PATH       the language model (.gguf or Hugging Face folder)\n"
+                   "  --embed-model DIR      embedding model (default: the store's)\n"
+                   "  -k N                   chunks to retrieve (default 6)\n"
+                   "  --mode hybrid|dense|bm25\n"
+                   "  -n, --n-predict N      answer budget in tokens (default 256)\n"
+                   "  -c, --ctx-size N       context size (default 4096, at most the model's)\n"
+                   "  --system TEXT          replace the instruction to answer from the sources\n"
+                   "  --chat-template NAME   phi3, chatml or llama2 (default: from the model)\n"
+                   "  --json                 one JSON object: answer, sources, citations, timings\n"
+                   "  --verbose              report dropped sources and timings\n\n%s",
+                   cli_sampling_help);
+            return 0;
+        }
+        if (cli_is(argv[i], "--store")) store = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "-m,--model")) model = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "--embed-model")) embed = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "-k,--top-k-chunks")) p.k = (int)cli_long(argv[i], cli_value(argc, argv, &i), 1, 100);
+        else if (cli_is(argv[i], "-n,--n-predict")) p.answer_tokens = (int)cli_long(argv[i], cli_value(argc, argv, &i), 1, 1 << 16);
+        else if (cli_is(argv[i], "-c,--ctx-size")) n_ctx = (int)cli_long(argv[i], cli_value(argc, argv, &i), 256, 1 << 20);
+        else if (cli_is(argv[i], "--system")) p.system = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "--chat-template")) tmpl = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "--json")) json = true;
+        else if (cli_is(argv[i], "--verbose,-v")) verbose = true;
+        else if (cli_is(argv[i], "--mode")) {
+            const char *m = cli_value(argc, argv, &i);
+            p.mode = !strcmp(m, "dense") ? SB_SEARCH_DENSE : !strcmp(m, "bm25") ? SB_SEARCH_BM25 : SB_SEARCH_HYBRID;
+        } else if (cli_parse_sampling(argc, argv, &i, &p.gen.sampling)) {
+        } else if (argv[i][0] == '-') cli_die("ask: unknown option '%s' (see sabio ask --help)", argv[i]);
+        else question = argv[i];
+    }
+    if (!store) cli_die("ask: --store DIR is required");
+    if (!model) cli_die("ask: no model given (-m PATH)");
+    if (!question || !*question) cli_die("ask: no question");
+    if (tmpl && (p.tmpl = sb_chat_from_name(tmpl)) == SB_CHAT_UNKNOWN)
+        cli_die("unknown chat template '%s' (known: phi3, chatml, llama2)", tmpl);
+    p.gen.n_predict = p.answer_tokens;
+    sb_err err = {0};
+    sb_store *s = sb_store_open(store, false, &err);
+    if (!s) cli_die("%s", err.msg);
+    if (!sb_store_model(s)) cli_die("%s: the store is empty (run sabio ingest first)", store);
+    char *fallback = sb_aprintf("models/%s", sb_store_model(s));
+    sb_encoder *enc = open_encoder(embed ? embed : fallback);
+    char *id = model_id(embed ? embed : fallback);
+    if (sb_store_bind_model(s, id, sb_encoder_dim(enc), &err) != SB_OK) cli_die("%s", err.msg);
+    sb_model *m = sb_model_open(model, &err);
+    if (!m) cli_die("%s", err.msg);
+    int train = sb_model_get_config(m)->n_ctx_train;
+    if (train > 0 && n_ctx > train) n_ctx = train;
+    sb_session *sess = sb_session_new(m, n_ctx, &err);
+    if (!sess) cli_die("%s", err.msg);
+    sb_ask_result r;
+    if (sb_ask(s, enc, sess, m, question, &p, json ? NULL : stream_out, NULL, &r, &err) != SB_OK) cli_die("%s", err.msg);
+    if (json) {
+        printf("{\"answer\": ");
+        json_str(r.answer);
+        printf(", \"sources\": [");
+        for (int i = 0; i < r.n_sources; i++) {
+            sb_hit *h = &r.sources[i].hit;
+            printf("%s{\"n\": %d, \"path\": ", i ? ", " : "", r.sources[i].n);
+            json_str(h->path);
+            printf(", \"line_start\": %d, \"line_end\": %d, \"page\": %d, \"score\": %.6g, \"cited\": %s}", h->line_start,
+                   h->line_end, h->page, h->score, r.sources[i].cited ? "true" : "false");
+        }
+        printf("], \"invalid_citations\": [");
+        for (int i = 0; i < r.n_invalid; i++) printf(i ? ", %d" : "%d", r.invalid[i]);
+        printf("], \"dropped_sources\": %d, \"prompt_tokens\": %d, \"answer_tokens\": %d, \"prompt_seconds\": %.3f, "
+               "\"answer_seconds\": %.3f}\n",
+               r.n_dropped, r.prompt_tokens, r.gen.n_gen, r.gen.t_prompt, r.gen.t_gen);
+    } else {
+        printf("\n\nSources (* = cited):\n");
+        for (int i = 0; i < r.n_sources; i++) {
+            sb_hit *h = &r.sources[i].hit;
+            printf("  [%d]%s %s, lines %d-%d", r.sources[i].n, r.sources[i].cited ? "*" : " ", h->path, h->line_start,
+                   h->line_end);
+            if (h->page) printf(", page %d", h->page);
+            if (h->section) printf(" (%s)", h->section);
+            putchar('\n');
+        }
+        for (int i = 0; i < r.n_invalid; i++)
+            printf("  warning: the answer cites [%d], which is not one of the sources\n", r.invalid[i]);
+        if (verbose)
+            fprintf(stderr, "\nsabio: %d sources given, %d dropped for the context; prompt %d tokens in %.2fs, answer %d tokens in %.2fs\n",
+                    r.n_sources, r.n_dropped, r.prompt_tokens, r.gen.t_prompt, r.gen.n_gen, r.gen.t_gen);
+    }
+    sb_ask_result_free(&r);
+    sb_session_free(sess);
+    sb_model_free(m);
+    free(id);
+    free(fallback);
+    sb_encoder_free(enc);
     sb_store_close(s);
     return 0;
 }

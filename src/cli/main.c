@@ -92,6 +92,7 @@ static const char usage[] =
     "  ingest --store DIR PATH... add documents (txt, md, html, pdf, jsonl, csv) to a knowledge store\n"
     "  search --store DIR QUERY   the best chunks for a query (hybrid, dense or BM25)\n"
     "  docs --store DIR list|stats|rm PATH   what a store holds\n"
+    "  ask --store DIR -m MODEL Q answer from the store's documents, citing them\n"
     "\n"
     "`sabio COMMAND --help` shows a command's options.\n";
 
@@ -112,6 +113,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "ingest")) return cmd_ingest(argc, argv);
     if (!strcmp(cmd, "search")) return cmd_search(argc, argv);
     if (!strcmp(cmd, "docs")) return cmd_docs(argc, argv);
+    if (!strcmp(cmd, "ask")) return cmd_ask(argc, argv);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         puts("sabio 0.1.0");
         return 0;

@@ -1,0 +1,49 @@
+/*
+ * ask.h - grounded answers: retrieve the chunks for a question, fit them into
+ * the model's context by tokens, ask the model to answer only from those
+ * numbered sources and cite them as [n], then check every citation.
+ */
+#ifndef SB_ASK_H
+#define SB_ASK_H
+
+#include "model/generate.h"
+#include "rag/store.h"
+#include "text/chat.h"
+
+typedef struct sb_ask_params {
+    int k;                 /* chunks to retrieve (default 6) */
+    sb_search_mode mode;   /* default hybrid */
+    int answer_tokens;     /* room kept for the answer (default 256) */
+    sb_chat_tmpl tmpl;     /* chat format (SB_CHAT_UNKNOWN: from the model) */
+    const char *system;    /* overrides the default instruction */
+    sb_gen_params gen;
+} sb_ask_params;
+
+sb_ask_params sb_ask_default_params(void);
+
+typedef struct sb_ask_source {
+    int n;         /* the number the model sees: [n] */
+    sb_hit hit;    /* owned */
+    bool cited;
+} sb_ask_source;
+
+typedef struct sb_ask_result {
+    char *answer;
+    sb_ask_source *sources; /* given to the model, in order */
+    int n_sources;
+    int n_dropped;          /* retrieved but not fitting the context */
+    int *invalid;           /* cited numbers that match no source */
+    int n_invalid;
+    int prompt_tokens;
+    sb_gen_result gen;
+} sb_ask_result;
+
+void sb_ask_result_free(sb_ask_result *r);
+
+/* Answers question from the store with the model of session s. Streamed
+ * text goes to cb. Errors: an empty store, a question that leaves no room for
+ * sources and answer in the context. */
+sb_status sb_ask(sb_store *store, sb_encoder *enc, sb_session *s, const sb_model *m, const char *question,
+                 const sb_ask_params *p, sb_text_cb cb, void *user, sb_ask_result *out, sb_err *err);
+
+#endif
