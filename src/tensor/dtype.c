@@ -66,15 +66,6 @@ uint16_t sb_f32_to_bf16(float f) {
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
 }
 
-static inline float f16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return sb_f16_to_f32(h);
-}
-static inline void put_f16(uint8_t *p, float f) {
-    uint16_t h = sb_f32_to_f16(f);
-    memcpy(p, &h, 2);
-}
 
 /* ---- plain types ---- */
 

@@ -20,15 +20,6 @@
 
 #include "tensor/tensor.h"
 
-static inline float f16(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return sb_f16_to_f32(h);
-}
-static inline void put_f16(uint8_t *p, float f) {
-    uint16_t h = sb_f32_to_f16(f);
-    memcpy(p, &h, 2);
-}
 /* Round to nearest, ties to even (the default rounding mode), as ggml's
  * nearest_int. */
 static inline int nearest(float x) { return (int)lrintf(x); }

@@ -32,6 +32,9 @@
 #define SB_QUANTS_H
 
 #include <stdint.h>
+#include <string.h>
+
+#include "tensor/tensor.h"
 
 #define SB_QUANT_FN(t)                                                   \
     void sb_##t##_to_float(const void *src, float *dst, int64_t n);      \
@@ -52,5 +55,16 @@ SB_QUANT_FN(q6_k)
 SB_QUANT_FN(q8_k)
 
 #undef SB_QUANT_FN
+
+/* An unaligned little-endian f16 field of a block, read or written. */
+static inline float f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return sb_f16_to_f32(h);
+}
+static inline void put_f16(uint8_t *p, float f) {
+    uint16_t h = sb_f32_to_f16(f);
+    memcpy(p, &h, 2);
+}
 
 #endif

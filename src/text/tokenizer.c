@@ -569,6 +569,14 @@ int32_t sb_tokenizer_find(const sb_tokenizer *t, const char *text) {
 /* Marks end-of-generation tokens: eos, eot and the end-of-turn markers that
  * chat vocabularies use. */
 sb_status sb_tokenizer_finish(sb_tokenizer *t, sb_err *err) {
+    /* may run again after the vocabulary changed: rebuild everything derived */
+    free(t->hash);
+    t->hash = NULL;
+    t->hash_cap = 0;
+    free(t->special);
+    t->special = NULL;
+    free(t->eog);
+    t->eog = NULL;
     byte_map_init(t);
     memset(t->cp_to_byte, 0xff, sizeof t->cp_to_byte);
     for (int b = 0; b < 256; b++) t->cp_to_byte[t->byte_to_cp[b]] = (int16_t)b;

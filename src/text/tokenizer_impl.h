@@ -71,7 +71,8 @@ sb_status sb_wpm_piece(const sb_tokenizer *t, const char *text, size_t len, sb_t
 sb_tokenizer *sb_tokenizer_from_spm_model(const char *path, sb_err *err);
 /* The same from bytes in memory; path names the source in messages. */
 sb_tokenizer *sb_tokenizer_from_spm_memory(const void *data, size_t len, const char *path, sb_err *err);
-/* After the vocabulary is filled: indexes, byte tokens, end-of-generation set. */
+/* After the vocabulary is filled (or changed): indexes, byte tokens,
+ * end-of-generation set, all rebuilt from scratch. */
 sb_status sb_tokenizer_finish(sb_tokenizer *t, sb_err *err);
 
 #endif

@@ -138,10 +138,6 @@ sb_tokenizer *sb_tokenizer_from_gguf(const sb_gguf *g, sb_err *err) {
             if (a < 0 || c < 0) continue;
             if (sb_tokenizer_add_merge(t, a, c, (int32_t)i, err) != SB_OK) goto fail;
         }
-        free(t->hash);
-        t->hash = NULL;
-        free(t->special);
-        t->special = NULL;
         char pre[64] = "default";
         const sb_gguf_value *pv = sb_gguf_get(g, "tokenizer.ggml.pre");
         if (pv && pv->type == SB_GGUF_STRING && pv->str.len < sizeof pre) {
@@ -344,10 +340,6 @@ static sb_tokenizer *load_tokenizer_json(const char *dir, sb_err *err) {
         int32_t cls = sb_vocab_lookup(t, "[CLS]", 5), sep = sb_vocab_lookup(t, "[SEP]", 5);
         t->bos = cls;
         t->eos = sep;
-        free(t->hash);
-        t->hash = NULL;
-        free(t->special);
-        t->special = NULL;
         if (sb_tokenizer_finish(t, err) != SB_OK) goto fail;
         goto done;
     }
@@ -382,10 +374,6 @@ static sb_tokenizer *load_tokenizer_json(const char *dir, sb_err *err) {
         int32_t ia = sb_vocab_lookup(t, a, la), ib = sb_vocab_lookup(t, b, lb);
         if (ia >= 0 && ib >= 0 && sb_tokenizer_add_merge(t, ia, ib, (int32_t)i, err) != SB_OK) goto fail;
     }
-    free(t->hash);
-    t->hash = NULL;
-    free(t->special);
-    t->special = NULL;
     if (sb_tokenizer_finish(t, err) != SB_OK) goto fail;
     goto done;
 fail:
@@ -444,12 +432,6 @@ static sb_tokenizer *add_added_tokens(sb_tokenizer *t, const char *dir, sb_err *
         t->type[id] = SB_TOK_CONTROL;
     }
     json_decref(root);
-    free(t->hash);
-    t->hash = NULL;
-    free(t->special);
-    t->special = NULL;
-    free(t->eog);
-    t->eog = NULL;
     if (sb_tokenizer_finish(t, err) != SB_OK) {
         sb_tokenizer_free(t);
         return NULL;
