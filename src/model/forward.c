@@ -39,11 +39,20 @@ struct sb_ctx {
     float *key_cache;   /* (L, T, Hkv*Hd) after RoPE */
     float *value_cache; /* (L, T, Hkv*Hd) */
     int32_t *tokens;    /* (T) token at each cached position */
+    /* prompt batches: the same activations for B tokens at once (rows) */
+    float *bx, *bxb, *bxb2; /* (B, D) */
+    float *bq, *bk, *bv;    /* (B, Hq*Hd), (B, Hkv*Hd), (B, Hkv*Hd) */
+    float *batt;            /* (B, Hq*Hd) */
+    float *bhb;             /* (B, 2F) */
+    float *wtile;           /* (SB_MATMUL_TILE, max input width) dequantized weight rows */
+    float *bslab;
     uint8_t *pos_long;  /* (T) 1 if that position's keys used LongRoPE's long factors */
     float *slab;
 };
 
 /* ------------------------------------------------------------ context -- */
+
+#define PREFILL_BATCH 32 /* B: prompt tokens pushed through the matrices together */
 
 sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err) {
     const sb_model_config *p = &m->cfg;
@@ -90,12 +99,32 @@ sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err) {
     c->inv_freq = s, s += R;
     c->rope_cos = s, s += R;
     c->rope_sin = s, s += R;
+    size_t B = PREFILL_BATCH, W = D > nq ? D : nq;
+    if (F > W) W = F;
+    size_t bn = B * (3 * D + nq + 2 * nkv + nq + 2 * F) + (size_t)SB_MATMUL_TILE * W;
+    c->bslab = sb_calloc(bn, sizeof(float));
+    if (!c->bslab) {
+        sb_ctx_free(c);
+        sb_err_set(err, SB_ERR_NOMEM, "out of memory for the prompt batch buffers");
+        return NULL;
+    }
+    s = c->bslab;
+    c->bx = s, s += B * D;
+    c->bxb = s, s += B * D;
+    c->bxb2 = s, s += B * D;
+    c->bq = s, s += B * nq;
+    c->bk = s, s += B * nkv;
+    c->bv = s, s += B * nkv;
+    c->batt = s, s += B * nq;
+    c->bhb = s, s += B * 2 * F;
+    c->wtile = s;
     return c;
 }
 
 void sb_ctx_free(sb_ctx *c) {
     if (!c) return;
     free(c->slab);
+    free(c->bslab);
     free(c->tokens);
     free(c->pos_long);
     free(c);
@@ -215,6 +244,106 @@ static void forward_token(sb_ctx *c, int32_t token, int pos, float *logits) {
     sb_matvec(&m->output, x, logits, 0, p->n_vocab);
 }
 
+/* Causal attention of one query row q (all heads) at position pos over the
+ * cached keys/values of layer l, into out (Hq*Hd). Same arithmetic as in
+ * forward_token. */
+static void attend(sb_ctx *c, const float *q, int pos, const float *kc, const float *vc, float *out) {
+    const sb_model_config *p = &c->m->cfg;
+    const int Hd = p->head_dim, nkv = p->n_head_kv * Hd, n_rep = p->n_head / p->n_head_kv;
+    const float scale = (float)(1.0 / sqrt((double)Hd));
+    int t0 = 0;
+    if (p->sliding_window > 0 && pos - p->sliding_window + 1 > 0) t0 = pos - p->sliding_window + 1;
+    for (int h = 0; h < p->n_head; h++) {
+        const float *qh = q + (size_t)h * Hd;
+        const size_t koff = (size_t)(h / n_rep) * Hd;
+        for (int t = t0; t <= pos; t++) {
+            const float *kt = kc + (size_t)t * nkv + koff;
+            float sc = 0.0f;
+            for (int i = 0; i < Hd; i++) sc += qh[i] * kt[i];
+            c->att[t - t0] = sc * scale;
+        }
+        sb_softmax(c->att, pos - t0 + 1);
+        float *oh = out + (size_t)h * Hd;
+        memset(oh, 0, (size_t)Hd * sizeof(float));
+        for (int t = t0; t <= pos; t++) {
+            const float *vt = vc + (size_t)t * nkv + koff;
+            float a = c->att[t - t0];
+            for (int i = 0; i < Hd; i++) oh[i] += a * vt[i];
+        }
+    }
+}
+
+/* Runs B <= PREFILL_BATCH prompt tokens at positions pos0.. together: every
+ * weight matrix is applied to all B rows at once (sb_matmul), attention stays
+ * per token and causal. Logits of row b go to all_logits + b*V when
+ * all_logits, and those of the last row to last_logits. */
+static void forward_batch(sb_ctx *c, const int32_t *tokens, int B, int pos0, float *all_logits, float *last_logits) {
+    const sb_model *m = c->m;
+    const sb_model_config *p = &m->cfg;
+    const int D = p->n_embd, Hd = p->head_dim, F = p->n_ff;
+    const int nq = p->n_head * Hd, nkv = p->n_head_kv * Hd, V = p->n_vocab;
+
+    for (int b = 0; b < B; b++) sb_get_row(&m->tok_embd, tokens[b], c->bx + (size_t)b * D);
+    for (int l = 0; l < p->n_layer; l++) {
+        const sb_layer *L = &m->layers[l];
+        float *kc = c->key_cache + (size_t)l * c->n_ctx * nkv;
+        float *vc = c->value_cache + (size_t)l * c->n_ctx * nkv;
+        for (int b = 0; b < B; b++)
+            sb_rmsnorm(c->bxb + (size_t)b * D, c->bx + (size_t)b * D, L->attn_norm, D, p->rms_eps);
+        if (p->fused_qkv) {
+            /* qkv_proj's rows are q | k | v: three views of the fused weight */
+            sb_tensor wq = L->wqkv, wk = L->wqkv, wv = L->wqkv;
+            size_t rb = L->wqkv.nbytes / (size_t)L->wqkv.ne[1];
+            wq.ne[1] = nq;
+            wk.ne[1] = nkv, wk.data = (const uint8_t *)L->wqkv.data + rb * (size_t)nq;
+            wv.ne[1] = nkv, wv.data = (const uint8_t *)L->wqkv.data + rb * (size_t)(nq + nkv);
+            sb_matmul(&wq, c->bxb, B, c->bq, nq, c->wtile);
+            sb_matmul(&wk, c->bxb, B, c->bk, nkv, c->wtile);
+            sb_matmul(&wv, c->bxb, B, c->bv, nkv, c->wtile);
+        } else {
+            sb_matmul(&L->wq, c->bxb, B, c->bq, nq, c->wtile);
+            sb_matmul(&L->wk, c->bxb, B, c->bk, nkv, c->wtile);
+            sb_matmul(&L->wv, c->bxb, B, c->bv, nkv, c->wtile);
+        }
+        for (int b = 0; b < B; b++) {
+            int pos = pos0 + b;
+            float *q = c->bq + (size_t)b * nq, *k = c->bk + (size_t)b * nkv;
+            sb_rope_table(c->rope_cos, c->rope_sin, c->inv_freq, p->n_rot, pos, p->rope_attn_factor);
+            sb_rope_apply(q, p->n_head, Hd, p->n_rot, c->rope_cos, c->rope_sin, p->rope_neox);
+            sb_rope_apply(k, p->n_head_kv, Hd, p->n_rot, c->rope_cos, c->rope_sin, p->rope_neox);
+            memcpy(kc + (size_t)pos * nkv, k, (size_t)nkv * sizeof(float));
+            memcpy(vc + (size_t)pos * nkv, c->bv + (size_t)b * nkv, (size_t)nkv * sizeof(float));
+        }
+        for (int b = 0; b < B; b++) attend(c, c->bq + (size_t)b * nq, pos0 + b, kc, vc, c->batt + (size_t)b * nq);
+        sb_matmul(&L->wo, c->batt, B, c->bxb2, D, c->wtile);
+        sb_add(c->bx, c->bxb2, B * D);
+        for (int b = 0; b < B; b++)
+            sb_rmsnorm(c->bxb + (size_t)b * D, c->bx + (size_t)b * D, L->ffn_norm, D, p->rms_eps);
+        if (p->fused_gate_up) {
+            sb_matmul(&L->w_gate_up, c->bxb, B, c->bhb, 2 * F, c->wtile);
+        } else {
+            sb_matmul(&L->w_gate, c->bxb, B, c->bhb, 2 * F, c->wtile);
+            sb_matmul(&L->w_up, c->bxb, B, c->bhb + F, 2 * F, c->wtile);
+        }
+        for (int b = 0; b < B; b++) {
+            float *hb = c->bhb + (size_t)b * 2 * F;
+            sb_swiglu(hb, hb, hb + F, F);
+        }
+        /* down_proj reads the first F of each 2F-wide row */
+        for (int b = 0; b < B; b++) memmove(c->bhb + (size_t)b * F, c->bhb + (size_t)b * 2 * F, (size_t)F * sizeof(float));
+        sb_matmul(&L->w_down, c->bhb, B, c->bxb2, D, c->wtile);
+        sb_add(c->bx, c->bxb2, B * D);
+    }
+    if (!all_logits && !last_logits) return;
+    for (int b = 0; b < B; b++) sb_rmsnorm(c->bx + (size_t)b * D, c->bx + (size_t)b * D, m->output_norm, D, p->rms_eps);
+    if (all_logits) {
+        sb_matmul(&m->output, c->bx, B, all_logits, V, c->wtile);
+        if (last_logits) memcpy(last_logits, all_logits + (size_t)(B - 1) * V, (size_t)V * sizeof(float));
+    } else {
+        sb_matvec(&m->output, c->bx + (size_t)(B - 1) * D, last_logits, 0, V);
+    }
+}
+
 sb_status sb_decode(sb_ctx *c, const int32_t *tokens, int n, float *logits, float *all_logits,
                     sb_err *err) {
     const sb_model_config *p = &c->m->cfg;
@@ -252,13 +381,20 @@ sb_status sb_decode(sb_ctx *c, const int32_t *tokens, int n, float *logits, floa
 
     const int V = p->n_vocab;
     for (int i = 0; i < n; i++) {
-        int pos = c->n_past + i;
-        bool last = i == n - 1;
-        float *out = all_logits ? all_logits + (size_t)i * V : last ? logits : NULL;
-        c->tokens[pos] = tokens[i];
-        c->pos_long[pos] = (uint8_t)use_long;
-        forward_token(c, tokens[i], pos, out);
-        if (last && logits && all_logits) memcpy(logits, out, (size_t)V * sizeof(float));
+        c->tokens[c->n_past + i] = tokens[i];
+        c->pos_long[c->n_past + i] = (uint8_t)use_long;
+    }
+    if (n == 1) {
+        forward_token(c, tokens[0], c->n_past, all_logits ? all_logits : logits);
+        if (logits && all_logits) memcpy(logits, all_logits, (size_t)V * sizeof(float));
+    } else {
+        /* a prompt: in batches through the matrices */
+        for (int i = 0; i < n; i += PREFILL_BATCH) {
+            int B = n - i < PREFILL_BATCH ? n - i : PREFILL_BATCH;
+            bool last = i + B == n;
+            forward_batch(c, tokens + i, B, c->n_past + i, all_logits ? all_logits + (size_t)i * V : NULL,
+                          last ? logits : NULL);
+        }
     }
     c->n_past += n;
     return SB_OK;

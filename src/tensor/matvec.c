@@ -4,6 +4,8 @@
  */
 #include "tensor/matvec.h"
 
+#include <cblas.h>
+
 #include <string.h>
 
 #define CHUNK 256 /* elements dequantized at a time; a multiple of every block size */
@@ -63,5 +65,20 @@ void sb_matvec(const sb_tensor *w, const float *x, float *y, int64_t row_begin, 
             sum += sb_vec_dot_f32(buf, x + i, n - i);
         }
         y[r] = sum;
+    }
+}
+
+void sb_matmul(const sb_tensor *w, const float *x, int n, float *y, int64_t ldy, float *scratch) {
+    const int64_t n_in = w->ne[0], n_out = w->ne[1];
+    if (w->type == SB_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)n_out, (int)n_in, 1.0f, x, (int)n_in,
+                    (const float *)w->data, (int)n_in, 0.0f, y, (int)ldy);
+        return;
+    }
+    for (int64_t r0 = 0; r0 < n_out; r0 += SB_MATMUL_TILE) {
+        int64_t rows = n_out - r0 < SB_MATMUL_TILE ? n_out - r0 : SB_MATMUL_TILE;
+        for (int64_t r = 0; r < rows; r++) sb_get_row(w, r0 + r, scratch + r * n_in);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)rows, (int)n_in, 1.0f, x, (int)n_in, scratch,
+                    (int)n_in, 0.0f, y + r0, (int)ldy);
     }
 }

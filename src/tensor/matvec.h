@@ -19,6 +19,13 @@
 /* y[r] = dot(row r of w, x) for r in [row_begin, row_end); other entries of y
  * are left alone, so threads can split the rows of one product. */
 void sb_matvec(const sb_tensor *w, const float *x, float *y, int64_t row_begin, int64_t row_end);
+/* Y = X W^T for a batch of n rows: X (n, ne[0]) row-major, Y (n, ne[1]) with
+ * row stride ldy. F32 weights go to OpenBLAS sgemm as they are; other types
+ * are dequantized SB_MATMUL_TILE rows at a time into scratch (which holds
+ * SB_MATMUL_TILE * ne[0] floats) and multiplied tile by tile, so no full f32
+ * copy of the matrix is ever made. Used for batched prompt processing. */
+#define SB_MATMUL_TILE 256
+void sb_matmul(const sb_tensor *w, const float *x, int n, float *y, int64_t ldy, float *scratch);
 /* Dequantizes row r of w (w->ne[0] floats) into out. */
 void sb_get_row(const sb_tensor *w, int64_t r, float *out);
 /* sum a[i] * b[i] in float, four partial sums. */
