@@ -12,7 +12,7 @@
 
 typedef struct gen_opts {
     const char *model, *prompt, *prompt_file, *system, *template_name;
-    int n_predict, n_ctx;
+    int n_predict, n_ctx, threads;
     bool escape, verbose, ignore_eos, raw_special, no_special;
     const char *stop[16];
     int n_stop;
@@ -23,7 +23,7 @@ static const char gen_help[] =
     "  -m, --model PATH        model: .gguf file or Hugging Face folder (required)\n"
     "  -n, --n-predict N       tokens to generate (default: -1 = until end of turn)\n"
     "  -c, --ctx-size N        context size in tokens (default 4096, at most the model's)\n"
-    "  -t, --threads N         threads (accepted; one thread for now)\n"
+    "  -t, --threads N         threads (default: all cores, at most 8)\n"
     "  -r, --reverse-prompt S  stop when S is generated (repeatable)\n"
     "  -e, --escape            process \\n, \\t, \\\\ escapes in the prompt\n"
     "  --ignore-eos            keep generating past end-of-text tokens\n"
@@ -48,7 +48,7 @@ static bool parse_common(int argc, char **argv, int *i, gen_opts *o) {
     if (cli_is(a, "-m,--model")) o->model = cli_value(argc, argv, i);
     else if (cli_is(a, "-n,--n-predict")) o->n_predict = (int)cli_long(a, cli_value(argc, argv, i), -1, 1 << 24);
     else if (cli_is(a, "-c,--ctx-size")) o->n_ctx = (int)cli_long(a, cli_value(argc, argv, i), 0, 1 << 24);
-    else if (cli_is(a, "-t,--threads")) (void)cli_long(a, cli_value(argc, argv, i), 1, 1024);
+    else if (cli_is(a, "-t,--threads")) o->threads = (int)cli_long(a, cli_value(argc, argv, i), 1, 256);
     else if (cli_is(a, "-r,--reverse-prompt,--stop")) {
         if (o->n_stop == 16) cli_die("at most 16 stop strings");
         o->stop[o->n_stop++] = cli_value(argc, argv, i);
@@ -146,6 +146,7 @@ int cmd_generate(int argc, char **argv) {
         cli_die("%s", err.msg);
     sb_session *s = sb_session_new(m, ctx_size(m, o.n_ctx), &err);
     if (!s) cli_die("%s", err.msg);
+    if (o.threads && sb_ctx_set_threads(sb_session_ctx(s), o.threads, &err) != SB_OK) cli_die("%s", err.msg);
     fputs(prompt, stdout);
     fflush(stdout);
     sb_gen_params gp = gen_params(&o);
@@ -214,6 +215,7 @@ int cmd_chat(int argc, char **argv) {
     sb_err err = {0};
     sb_session *s = sb_session_new(m, ctx_size(m, o.n_ctx), &err);
     if (!s) cli_die("%s", err.msg);
+    if (o.threads && sb_ctx_set_threads(sb_session_ctx(s), o.threads, &err) != SB_OK) cli_die("%s", err.msg);
 
     /* The conversation; contents are heap strings owned here. */
     sb_chat_msg *msgs = NULL;

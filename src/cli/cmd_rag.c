@@ -228,7 +228,7 @@ static bool stream_out(const char *text, size_t len, void *user) {
 int cmd_ask(int argc, char **argv) {
     const char *store = NULL, *model = NULL, *embed = NULL, *question = NULL, *tmpl = NULL;
     bool json = false, verbose = false;
-    int n_ctx = 4096;
+    int n_ctx = 4096, threads = 0;
     sb_ask_params p = sb_ask_default_params();
     for (int i = 1; i < argc; i++) {
         if (cli_is(argv[i], "-h,--help")) {
@@ -241,6 +241,7 @@ int cmd_ask(int argc, char **argv) {
                    "  --mode hybrid|dense|bm25\n"
                    "  -n, --n-predict N      answer budget in tokens (default 256)\n"
                    "  -c, --ctx-size N       context size (default 4096, at most the model's)\n"
+                   "  -t, --threads N        threads (default: all cores, at most 8)\n"
                    "  --system TEXT          replace the instruction to answer from the sources\n"
                    "  --chat-template NAME   phi3, chatml or llama2 (default: from the model)\n"
                    "  --json                 one JSON object: answer, sources, citations, timings\n"
@@ -255,6 +256,7 @@ int cmd_ask(int argc, char **argv) {
         else if (cli_is(argv[i], "-n,--n-predict")) p.answer_tokens = (int)cli_long(argv[i], cli_value(argc, argv, &i), 1, 1 << 16);
         else if (cli_is(argv[i], "-c,--ctx-size")) n_ctx = (int)cli_long(argv[i], cli_value(argc, argv, &i), 256, 1 << 20);
         else if (cli_is(argv[i], "--system")) p.system = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "-t,--threads")) threads = (int)cli_long(argv[i], cli_value(argc, argv, &i), 1, 256);
         else if (cli_is(argv[i], "--chat-template")) tmpl = cli_value(argc, argv, &i);
         else if (cli_is(argv[i], "--json")) json = true;
         else if (cli_is(argv[i], "--verbose,-v")) verbose = true;
@@ -285,6 +287,7 @@ int cmd_ask(int argc, char **argv) {
     if (train > 0 && n_ctx > train) n_ctx = train;
     sb_session *sess = sb_session_new(m, n_ctx, &err);
     if (!sess) cli_die("%s", err.msg);
+    if (threads && sb_ctx_set_threads(sb_session_ctx(sess), threads, &err) != SB_OK) cli_die("%s", err.msg);
     sb_ask_result r;
     if (sb_ask(s, enc, sess, m, question, &p, json ? NULL : stream_out, NULL, &r, &err) != SB_OK) cli_die("%s", err.msg);
     if (json) {

@@ -15,8 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model/model_impl.h"
+#include "base/threadpool.h"
 #include "tensor/matvec.h"
 #include "tensor/ops.h"
 
@@ -48,6 +50,7 @@ struct sb_ctx {
     float *bslab;
     uint8_t *pos_long;  /* (T) 1 if that position's keys used LongRoPE's long factors */
     float *slab;
+    sb_pool *pool;      /* threads for the matrix-vector products (may be NULL) */
 };
 
 /* ------------------------------------------------------------ context -- */
@@ -118,11 +121,23 @@ sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err) {
     c->batt = s, s += B * nq;
     c->bhb = s, s += B * 2 * F;
     c->wtile = s;
+    int nt = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    c->pool = sb_pool_new(nt > 8 ? 8 : nt); /* NULL: one thread */
     return c;
+}
+
+sb_status sb_ctx_set_threads(sb_ctx *c, int n_threads, sb_err *err) {
+    if (n_threads < 1 || n_threads > 256) return sb_err_set(err, SB_ERR_RANGE, "threads: %d is not in 1..256", n_threads);
+    if (sb_pool_size(c->pool) == n_threads) return SB_OK;
+    sb_pool_free(c->pool);
+    c->pool = n_threads > 1 ? sb_pool_new(n_threads) : NULL;
+    if (n_threads > 1 && !c->pool) return sb_err_set(err, SB_ERR_NOMEM, "cannot start %d threads", n_threads);
+    return SB_OK;
 }
 
 void sb_ctx_free(sb_ctx *c) {
     if (!c) return;
+    sb_pool_free(c->pool);
     free(c->slab);
     free(c->bslab);
     free(c->tokens);
@@ -159,6 +174,31 @@ static void set_rope_freqs(sb_ctx *c, int use_long) {
 
 /* ------------------------------------------------------------ forward -- */
 
+/* y = W x with the rows split over the context's threads; each row is
+ * computed by one thread in the same order, so results do not depend on the
+ * thread count. */
+typedef struct mv_task {
+    const sb_tensor *w;
+    const float *x;
+    float *y;
+    int64_t n;
+} mv_task;
+
+static void mv_worker(void *arg, int ith, int nth) {
+    const mv_task *t = arg;
+    int64_t per = (t->n + nth - 1) / nth, r0 = (int64_t)ith * per, r1 = r0 + per < t->n ? r0 + per : t->n;
+    if (r0 < r1) sb_matvec(t->w, t->x, t->y, r0, r1);
+}
+
+static void mv(sb_ctx *c, const sb_tensor *w, const float *x, float *y, int64_t n) {
+    if (n < 256 || !c->pool) {
+        sb_matvec(w, x, y, 0, n);
+        return;
+    }
+    mv_task t = {w, x, y, n};
+    sb_pool_run(c->pool, mv_worker, &t);
+}
+
 /* Runs one token at position pos (keys/values of 0..pos-1 are cached),
  * stores its keys/values, and writes its logits if logits != NULL. */
 static void forward_token(sb_ctx *c, int32_t token, int pos, float *logits) {
@@ -184,11 +224,11 @@ static void forward_token(sb_ctx *c, int32_t token, int pos, float *logits) {
         sb_rmsnorm(c->xb, x, L->attn_norm, D, p->rms_eps);
         /* q, k, v = qkv_proj(h) split [Hq*Hd, Hkv*Hd, Hkv*Hd]  |  q_proj(h), k_proj(h), v_proj(h) */
         if (p->fused_qkv) {
-            sb_matvec(&L->wqkv, c->xb, q, 0, nq + 2 * nkv);
+            mv(c, &L->wqkv, c->xb, q, nq + 2 * nkv);
         } else {
-            sb_matvec(&L->wq, c->xb, q, 0, nq);
-            sb_matvec(&L->wk, c->xb, k, 0, nkv);
-            sb_matvec(&L->wv, c->xb, v, 0, nkv);
+            mv(c, &L->wq, c->xb, q, nq);
+            mv(c, &L->wk, c->xb, k, nkv);
+            mv(c, &L->wv, c->xb, v, nkv);
         }
         /* q, k = apply_rotary_pos_emb(q, k, cos, sin) */
         sb_rope_apply(q, p->n_head, Hd, p->n_rot, c->rope_cos, c->rope_sin, p->rope_neox);
@@ -221,27 +261,27 @@ static void forward_token(sb_ctx *c, int32_t token, int pos, float *logits) {
             }
         }
         /* x = x + o_proj(attn) */
-        sb_matvec(&L->wo, c->att_out, c->xb2, 0, D);
+        mv(c, &L->wo, c->att_out, c->xb2, D);
         sb_add(x, c->xb2, D);
 
         /* h = post_attention_layernorm(x) */
         sb_rmsnorm(c->xb, x, L->ffn_norm, D, p->rms_eps);
         /* gate, up = gate_up_proj(h).chunk(2)  |  gate_proj(h), up_proj(h) */
         if (p->fused_gate_up) {
-            sb_matvec(&L->w_gate_up, c->xb, c->hb, 0, 2 * F);
+            mv(c, &L->w_gate_up, c->xb, c->hb, 2 * F);
         } else {
-            sb_matvec(&L->w_gate, c->xb, c->hb, 0, F);
-            sb_matvec(&L->w_up, c->xb, c->hb + F, 0, F);
+            mv(c, &L->w_gate, c->xb, c->hb, F);
+            mv(c, &L->w_up, c->xb, c->hb + F, F);
         }
         /* x = x + down_proj(silu(gate) * up) */
         sb_swiglu(c->hb, c->hb, c->hb + F, F);
-        sb_matvec(&L->w_down, c->hb, c->xb2, 0, D);
+        mv(c, &L->w_down, c->hb, c->xb2, D);
         sb_add(x, c->xb2, D);
     }
     if (!logits) return;
     /* logits = lm_head(norm(x)) */
     sb_rmsnorm(x, x, m->output_norm, D, p->rms_eps);
-    sb_matvec(&m->output, x, logits, 0, p->n_vocab);
+    mv(c, &m->output, x, logits, p->n_vocab);
 }
 
 /* Causal attention of one query row q (all heads) at position pos over the
@@ -340,7 +380,7 @@ static void forward_batch(sb_ctx *c, const int32_t *tokens, int B, int pos0, flo
         sb_matmul(&m->output, c->bx, B, all_logits, V, c->wtile);
         if (last_logits) memcpy(last_logits, all_logits + (size_t)(B - 1) * V, (size_t)V * sizeof(float));
     } else {
-        sb_matvec(&m->output, c->bx + (size_t)(B - 1) * D, last_logits, 0, V);
+        mv(c, &m->output, c->bx + (size_t)(B - 1) * D, last_logits, V);
     }
 }
 

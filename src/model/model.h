@@ -78,6 +78,9 @@ sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err);
 void sb_ctx_free(sb_ctx *c);
 int sb_ctx_n_past(const sb_ctx *c);
 int sb_ctx_n_ctx(const sb_ctx *c);
+/* Threads for the context's matrix products (default: online CPUs, at most 8).
+ * Results are the same for any thread count. */
+sb_status sb_ctx_set_threads(sb_ctx *c, int n_threads, sb_err *err);
 /* Keeps the first n_keep cached positions (clamped to 0..n_past). */
 void sb_ctx_truncate(sb_ctx *c, int n_keep);
 
