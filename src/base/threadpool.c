@@ -1,6 +1,9 @@
 /*
- * threadpool.c - the pool of threadpool.h: workers wait for a new generation
- * number, run the task, and the last one to finish wakes the caller.
+ * threadpool.c - the pool of threadpool.h. A run publishes the task and bumps
+ * a generation counter; workers spin briefly on the counter (a decode step
+ * issues hundreds of small products, too short for a sleep/wake round trip)
+ * and only then sleep on a condition variable. The caller spins until every
+ * worker has checked out.
  */
 #include "base/threadpool.h"
 
@@ -9,14 +12,17 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#define SPIN_ITERS 200000 /* ~ tens of microseconds before a worker sleeps */
+
 struct sb_pool {
     int n;
     pthread_t *threads;
     pthread_mutex_t mu;
-    pthread_cond_t wake, done;
-    unsigned long generation;
-    int pending; /* workers still running the current task */
-    bool quit;
+    pthread_cond_t wake;
+    unsigned long generation; /* atomic */
+    int pending;              /* atomic: workers still running the current task */
+    int sleepers;             /* guarded by mu */
+    bool quit;                /* atomic */
     void (*fn)(void *arg, int ith, int nth);
     void *arg;
 };
@@ -26,6 +32,12 @@ typedef struct worker_arg {
     int ith;
 } worker_arg;
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 static void *worker(void *v) {
     worker_arg *wa = v;
     sb_pool *p = wa->p;
@@ -33,20 +45,27 @@ static void *worker(void *v) {
     free(wa);
     unsigned long seen = 0;
     for (;;) {
-        pthread_mutex_lock(&p->mu);
-        while (!p->quit && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->quit) {
+        unsigned long g;
+        int spins = 0;
+        while ((g = __atomic_load_n(&p->generation, __ATOMIC_ACQUIRE)) == seen &&
+               !__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE)) {
+            if (++spins < SPIN_ITERS) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&p->mu);
+            p->sleepers++;
+            while (__atomic_load_n(&p->generation, __ATOMIC_ACQUIRE) == seen &&
+                   !__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE))
+                pthread_cond_wait(&p->wake, &p->mu);
+            p->sleepers--;
             pthread_mutex_unlock(&p->mu);
-            return NULL;
+            spins = 0;
         }
-        seen = p->generation;
-        void (*fn)(void *, int, int) = p->fn;
-        void *arg = p->arg;
-        pthread_mutex_unlock(&p->mu);
-        fn(arg, ith, p->n);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done);
-        pthread_mutex_unlock(&p->mu);
+        if (__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE)) return NULL;
+        seen = g;
+        p->fn(p->arg, ith, p->n);
+        __atomic_sub_fetch(&p->pending, 1, __ATOMIC_ACQ_REL);
     }
 }
 
@@ -58,10 +77,9 @@ sb_pool *sb_pool_new(int n_threads) {
     if (n_threads > 256) n_threads = 256;
     sb_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
-    p->n = n_threads;
+    p->n = 1;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
     if (!p->threads) {
         sb_pool_free(p);
@@ -69,16 +87,13 @@ sb_pool *sb_pool_new(int n_threads) {
     }
     for (int i = 1; i < n_threads; i++) {
         worker_arg *wa = malloc(sizeof *wa);
-        if (!wa) {
-            p->n = i;
-            break;
-        }
+        if (!wa) break;
         *wa = (worker_arg){p, i};
         if (pthread_create(&p->threads[i], NULL, worker, wa) != 0) {
             free(wa);
-            p->n = i; /* run with the threads we have */
-            break;
+            break; /* run with the threads we have */
         }
+        p->n = i + 1;
     }
     return p;
 }
@@ -86,13 +101,12 @@ sb_pool *sb_pool_new(int n_threads) {
 void sb_pool_free(sb_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->quit = true;
+    __atomic_store_n(&p->quit, true, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->done);
     free(p->threads);
     free(p);
 }
@@ -104,15 +118,13 @@ void sb_pool_run(sb_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg)
         fn(arg, 0, 1);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->arg = arg;
-    p->pending = p->n - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->wake);
+    __atomic_store_n(&p->pending, p->n - 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&p->generation, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_lock(&p->mu);
+    if (p->sleepers) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     fn(arg, 0, p->n);
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    while (__atomic_load_n(&p->pending, __ATOMIC_ACQUIRE) > 0) cpu_relax();
 }

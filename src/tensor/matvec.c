@@ -3,8 +3,10 @@
  * whole blocks into a stack buffer, dot it with the matching slice of x.
  */
 #include "tensor/matvec.h"
+#include "tensor/kernels.h"
 
 #include <cblas.h>
+#include <stdlib.h>
 
 #include <string.h>
 
@@ -41,9 +43,41 @@ void sb_get_row(const sb_tensor *w, int64_t r, float *out) {
     t->to_float((const uint8_t *)w->data + (size_t)r * row_bytes(w), out, w->ne[0]);
 }
 
+/* ---- run-time kernel choice ---- */
+
+static int g_isa = -1; /* 0 scalar, 1 avx2 */
+
+static int isa(void) {
+    int v = __atomic_load_n(&g_isa, __ATOMIC_ACQUIRE);
+    if (v >= 0) return v;
+    const char *force = getenv("SABIO_KERNELS");
+    __builtin_cpu_init();
+    v = (!force || strcmp(force, "scalar")) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+    __atomic_store_n(&g_isa, v, __ATOMIC_RELEASE);
+    return v;
+}
+
+const char *sb_kernels_isa(void) { return isa() ? "avx2" : "scalar"; }
+
+sb_row_dot_fn sb_row_dot_for(int type) {
+    if (!isa()) return NULL;
+    switch (type) {
+    case SB_F32: return sb_dot_f32_avx2;
+    case SB_Q8_0: return sb_dot_q8_0_avx2;
+    case SB_Q4_0: return sb_dot_q4_0_avx2;
+    case SB_Q4_1: return sb_dot_q4_1_avx2;
+    default: return NULL;
+    }
+}
+
 void sb_matvec(const sb_tensor *w, const float *x, float *y, int64_t row_begin, int64_t row_end) {
     const int64_t n = w->ne[0];
     const size_t rb = row_bytes(w);
+    sb_row_dot_fn fast = sb_row_dot_for(w->type);
+    if (fast) {
+        for (int64_t r = row_begin; r < row_end; r++) y[r] = fast((const uint8_t *)w->data + (size_t)r * rb, x, n);
+        return;
+    }
     if (w->type == SB_F32) {
         for (int64_t r = row_begin; r < row_end; r++)
             y[r] = sb_vec_dot_f32((const float *)((const uint8_t *)w->data + (size_t)r * rb), x, n);
