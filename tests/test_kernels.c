@@ -16,7 +16,7 @@ static float frand(void) {
 }
 
 int main(void) {
-    const int types[] = {SB_F32, SB_Q8_0, SB_Q4_0, SB_Q4_1};
+    const int types[] = {SB_F32, SB_Q8_0, SB_Q4_0, SB_Q4_1, SB_Q4_K, SB_Q6_K};
     fprintf(stderr, "kernels: %s\n", sb_kernels_isa());
     int tested = 0;
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
@@ -28,9 +28,10 @@ int main(void) {
             continue;
         }
         tested++;
-        const int64_t lens[] = {32, 64, 96, 576, 1536, 3072};
+        const int64_t lens[] = {32, 64, 96, 256, 576, 1536, 3072};
         for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
             int64_t n = lens[li], rows = 7;
+            if (n % t->blck_size) continue;
             size_t rb;
             sb_dtype_row_bytes(type, n, &rb);
             float *w = malloc(sizeof(float) * n * rows), *x = malloc(sizeof(float) * n), *deq = malloc(sizeof(float) * n);
@@ -59,6 +60,6 @@ int main(void) {
         }
     }
     if (!getenv("SABIO_KERNELS") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        CHECK(tested == 4, "this CPU has AVX2+FMA: all four kernels must be tested (%d)", tested);
+        CHECK(tested == 6, "this CPU has AVX2+FMA: all six kernels must be tested (%d)", tested);
     return TEST_END();
 }

@@ -20,5 +20,7 @@ float sb_dot_f32_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q8_0_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q4_0_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q4_1_avx2(const void *row, const float *x, int64_t n);
+float sb_dot_q4_k_avx2(const void *row, const float *x, int64_t n);
+float sb_dot_q6_k_avx2(const void *row, const float *x, int64_t n);
 
 #endif

@@ -99,3 +99,82 @@ float sb_dot_q4_1_avx2(const void *row, const float *x, int64_t n) {
     }
     return hsum(_mm256_add_ps(acc, accm));
 }
+
+/* 8 bytes at p as 8 unsigned 32-bit lanes */
+static inline __m256i load8_u32(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+
+/* Q4_K {f16 d, dmin; u8 scales[12]; u8 qs[128]}: 8 sub-blocks of 32 with 6-bit
+ * (scale, min); sub-block s contributes d*sc_s * sum(q*x) - dmin*m_s * sum(x). */
+float sb_dot_q4_k_avx2(const void *row, const float *x, int64_t n) {
+    const uint8_t *b = row;
+    const __m256i m4 = _mm256_set1_epi32(0x0f);
+    float total = 0;
+    for (int64_t i = 0; i < n; i += 256, b += 144) {
+        const float d = load_f16(b), dmin = load_f16(b + 2);
+        const uint8_t *sc = b + 4, *q = b + 16;
+        __m256 acc = _mm256_setzero_ps();
+        float mins = 0;
+        for (int j = 0; j < 8; j += 2, q += 32) {
+            uint8_t s[2], m[2];
+            for (int k = 0; k < 2; k++) {
+                int jj = j + k;
+                if (jj < 4) {
+                    s[k] = sc[jj] & 63;
+                    m[k] = sc[jj + 4] & 63;
+                } else {
+                    s[k] = (uint8_t)((sc[jj + 4] & 0xf) | ((sc[jj - 4] >> 6) << 4));
+                    m[k] = (uint8_t)((sc[jj + 4] >> 4) | ((sc[jj] >> 6) << 4));
+                }
+            }
+            const float *xa = x + (i + j * 32), *xb = xa + 32;
+            __m256 sa = _mm256_setzero_ps(), sb = _mm256_setzero_ps(), xsa = _mm256_setzero_ps(), xsb = _mm256_setzero_ps();
+            for (int l = 0; l < 32; l += 8) {
+                __m256i v = load8_u32(q + l);
+                __m256 lo = _mm256_cvtepi32_ps(_mm256_and_si256(v, m4));
+                __m256 hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4));
+                __m256 x0 = _mm256_loadu_ps(xa + l), x1 = _mm256_loadu_ps(xb + l);
+                sa = _mm256_fmadd_ps(lo, x0, sa);
+                sb = _mm256_fmadd_ps(hi, x1, sb);
+                xsa = _mm256_add_ps(xsa, x0);
+                xsb = _mm256_add_ps(xsb, x1);
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)s[0]), sa, acc);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)s[1]), sb, acc);
+            mins += dmin * (float)m[0] * hsum(xsa) + dmin * (float)m[1] * hsum(xsb);
+        }
+        total += hsum(acc) - mins;
+    }
+    return total;
+}
+
+/* Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: two halves of 128; in
+ * each, element l (< 32) and l+32, l+64, l+96 take 4 low bits from ql and 2
+ * high bits from qh, minus 32, times d * scales[l/16 + 0, 2, 4, 6]. */
+float sb_dot_q6_k_avx2(const void *row, const float *x, int64_t n) {
+    const uint8_t *b = row;
+    const __m256i m4 = _mm256_set1_epi32(0x0f), m2 = _mm256_set1_epi32(3), c32 = _mm256_set1_epi32(32);
+    float total = 0;
+    for (int64_t i = 0; i < n; i += 256, b += 210) {
+        const uint8_t *ql = b, *qh = b + 128;
+        const int8_t *sc = (const int8_t *)(b + 192);
+        const float d = load_f16(b + 208);
+        const float *xx = x + i;
+        __m256 acc = _mm256_setzero_ps();
+        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8, xx += 128) {
+            for (int l = 0; l < 32; l += 8) {
+                const int is = l / 16;
+                __m256i a = load8_u32(ql + l), a2 = load8_u32(ql + l + 32), h = load8_u32(qh + l);
+                __m256i q1 = _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi32(_mm256_and_si256(h, m2), 4)), c32);
+                __m256i q2 = _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(a2, m4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2), m2), 4)), c32);
+                __m256i q3 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(a, 4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 4), m2), 4)), c32);
+                __m256i q4 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(a2, 4), _mm256_slli_epi32(_mm256_srli_epi32(h, 6), 4)), c32);
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is]), _mm256_cvtepi32_ps(q1)), _mm256_loadu_ps(xx + l), acc);
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is + 2]), _mm256_cvtepi32_ps(q2)), _mm256_loadu_ps(xx + l + 32), acc);
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is + 4]), _mm256_cvtepi32_ps(q3)), _mm256_loadu_ps(xx + l + 64), acc);
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is + 6]), _mm256_cvtepi32_ps(q4)), _mm256_loadu_ps(xx + l + 96), acc);
+            }
+        }
+        total += hsum(acc);
+    }
+    return total;
+}

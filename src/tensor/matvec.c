@@ -66,6 +66,8 @@ sb_row_dot_fn sb_row_dot_for(int type) {
     case SB_Q8_0: return sb_dot_q8_0_avx2;
     case SB_Q4_0: return sb_dot_q4_0_avx2;
     case SB_Q4_1: return sb_dot_q4_1_avx2;
+    case SB_Q4_K: return sb_dot_q4_k_avx2;
+    case SB_Q6_K: return sb_dot_q6_k_avx2;
     default: return NULL;
     }
 }
