@@ -23,6 +23,8 @@ done
 store="$tmp/store"
 kills=0
 for round in $(seq 1 20); do
+  # change a third of the files so that every round has embedding work to be killed in
+  for i in $(seq $((round % 3 + 1)) 3 40); do echo "Revision $round of report $i." >> "$tmp/docs/r$i.txt"; done
   "$SABIO" ingest --store "$store" "$tmp/docs" >/dev/null 2>&1 &
   pid=$!
   sleep "0.$(( (RANDOM % 9) + 1 ))$(( RANDOM % 10 ))"
