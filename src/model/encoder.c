@@ -11,6 +11,7 @@
  */
 #include "model/encoder.h"
 #include "formats/safetensors.h"
+#include "tensor/matvec.h"
 
 #include <cblas.h>
 #include <jansson.h>
@@ -242,6 +243,7 @@ sb_encoder *sb_encoder_open(const char *path, sb_err *err) {
         goto fail;
     }
     read_pipeline(e, path, err);
+    sb_blas_single_thread(); /* OpenBLAS's own threads cost more than they give on these sizes */
     sb_st_free(st);
     json_decref(cfg);
     return e;

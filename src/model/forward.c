@@ -46,7 +46,9 @@ struct sb_ctx {
     float *bq, *bk, *bv;    /* (B, Hq*Hd), (B, Hkv*Hd), (B, Hkv*Hd) */
     float *batt;            /* (B, Hq*Hd) */
     float *bhb;             /* (B, 2F) */
-    float *wtile;           /* (SB_MATMUL_TILE, max input width) dequantized weight rows */
+    float *wtile;           /* (MAX_THREADS, SB_MATMUL_TILE, max input width) dequantized weight rows */
+    size_t wtile_stride;    /* floats per thread in wtile */
+    float *batt_w;          /* (MAX_THREADS, T) attention weights, one row per thread */
     float *bslab;
     uint8_t *pos_long;  /* (T) 1 if that position's keys used LongRoPE's long factors */
     float *slab;
@@ -55,7 +57,8 @@ struct sb_ctx {
 
 /* ------------------------------------------------------------ context -- */
 
-#define PREFILL_BATCH 32 /* B: prompt tokens pushed through the matrices together */
+#define PREFILL_BATCH 128 /* B: prompt tokens pushed through the matrices together */
+#define MAX_THREADS 8    /* threads a context uses at most */
 
 sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err) {
     const sb_model_config *p = &m->cfg;
@@ -104,7 +107,8 @@ sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err) {
     c->rope_sin = s, s += R;
     size_t B = PREFILL_BATCH, W = D > nq ? D : nq;
     if (F > W) W = F;
-    size_t bn = B * (3 * D + nq + 2 * nkv + nq + 2 * F) + (size_t)SB_MATMUL_TILE * W;
+    size_t bn = B * (3 * D + nq + 2 * nkv + nq + 2 * F) + (size_t)MAX_THREADS * SB_MATMUL_TILE * W +
+                (size_t)MAX_THREADS * T;
     c->bslab = sb_calloc(bn, sizeof(float));
     if (!c->bslab) {
         sb_ctx_free(c);
@@ -120,14 +124,18 @@ sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err) {
     c->bv = s, s += B * nkv;
     c->batt = s, s += B * nq;
     c->bhb = s, s += B * 2 * F;
+    c->batt_w = s, s += (size_t)MAX_THREADS * T;
     c->wtile = s;
+    c->wtile_stride = (size_t)SB_MATMUL_TILE * W;
     int nt = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    c->pool = sb_pool_new(nt > 8 ? 8 : nt); /* NULL: one thread */
+    c->pool = sb_pool_new(nt > MAX_THREADS ? MAX_THREADS : nt); /* NULL: one thread */
+    sb_blas_single_thread(); /* products are split over our own threads */
     return c;
 }
 
 sb_status sb_ctx_set_threads(sb_ctx *c, int n_threads, sb_err *err) {
-    if (n_threads < 1 || n_threads > 256) return sb_err_set(err, SB_ERR_RANGE, "threads: %d is not in 1..256", n_threads);
+    if (n_threads < 1 || n_threads > MAX_THREADS)
+        return sb_err_set(err, SB_ERR_RANGE, "threads: %d is not in 1..%d", n_threads, MAX_THREADS);
     if (sb_pool_size(c->pool) == n_threads) return SB_OK;
     sb_pool_free(c->pool);
     c->pool = n_threads > 1 ? sb_pool_new(n_threads) : NULL;
@@ -197,6 +205,30 @@ static void mv(sb_ctx *c, const sb_tensor *w, const float *x, float *y, int64_t 
     }
     mv_task t = {w, x, y, n};
     sb_pool_run(c->pool, mv_worker, &t);
+}
+
+/* Y = X W^T for B rows, output columns split over the threads in whole
+ * tiles; each thread dequantizes into its own tile buffer. */
+typedef struct mm_task {
+    sb_ctx *c;
+    const sb_tensor *w;
+    const float *x;
+    int n;
+    float *y;
+    int64_t ldy;
+} mm_task;
+
+static void mm_worker(void *arg, int ith, int nth) {
+    const mm_task *t = arg;
+    int64_t tiles = (t->w->ne[1] + SB_MATMUL_TILE - 1) / SB_MATMUL_TILE, per = (tiles + nth - 1) / nth;
+    int64_t r0 = (int64_t)ith * per * SB_MATMUL_TILE, r1 = r0 + per * SB_MATMUL_TILE;
+    if (r1 > t->w->ne[1]) r1 = t->w->ne[1];
+    sb_matmul_rows(t->w, t->x, t->n, t->y, t->ldy, t->c->wtile + (size_t)ith * t->c->wtile_stride, r0, r1);
+}
+
+static void mm(sb_ctx *c, const sb_tensor *w, const float *x, int n, float *y, int64_t ldy) {
+    mm_task t = {c, w, x, n, y, ldy};
+    sb_pool_run(c->pool, mm_worker, &t);
 }
 
 /* Runs one token at position pos (keys/values of 0..pos-1 are cached),
@@ -287,7 +319,7 @@ static void forward_token(sb_ctx *c, int32_t token, int pos, float *logits) {
 /* Causal attention of one query row q (all heads) at position pos over the
  * cached keys/values of layer l, into out (Hq*Hd). Same arithmetic as in
  * forward_token. */
-static void attend(sb_ctx *c, const float *q, int pos, const float *kc, const float *vc, float *out) {
+static void attend(sb_ctx *c, const float *q, int pos, const float *kc, const float *vc, float *out, float *att) {
     const sb_model_config *p = &c->m->cfg;
     const int Hd = p->head_dim, nkv = p->n_head_kv * Hd, n_rep = p->n_head / p->n_head_kv;
     const float scale = (float)(1.0 / sqrt((double)Hd));
@@ -300,17 +332,32 @@ static void attend(sb_ctx *c, const float *q, int pos, const float *kc, const fl
             const float *kt = kc + (size_t)t * nkv + koff;
             float sc = 0.0f;
             for (int i = 0; i < Hd; i++) sc += qh[i] * kt[i];
-            c->att[t - t0] = sc * scale;
+            att[t - t0] = sc * scale;
         }
-        sb_softmax(c->att, pos - t0 + 1);
+        sb_softmax(att, pos - t0 + 1);
         float *oh = out + (size_t)h * Hd;
         memset(oh, 0, (size_t)Hd * sizeof(float));
         for (int t = t0; t <= pos; t++) {
             const float *vt = vc + (size_t)t * nkv + koff;
-            float a = c->att[t - t0];
+            float a = att[t - t0];
             for (int i = 0; i < Hd; i++) oh[i] += a * vt[i];
         }
     }
+}
+
+typedef struct att_task {
+    sb_ctx *c;
+    int B, pos0;
+    const float *kc, *vc;
+} att_task;
+
+/* The B rows' attention split over the threads. */
+static void att_worker(void *arg, int ith, int nth) {
+    const att_task *t = arg;
+    const int nq = t->c->m->cfg.n_head * t->c->m->cfg.head_dim;
+    for (int b = ith; b < t->B; b += nth)
+        attend(t->c, t->c->bq + (size_t)b * nq, t->pos0 + b, t->kc, t->vc, t->c->batt + (size_t)b * nq,
+               t->c->batt_w + (size_t)ith * t->c->n_ctx);
 }
 
 /* Runs B <= PREFILL_BATCH prompt tokens at positions pos0.. together: every
@@ -337,13 +384,13 @@ static void forward_batch(sb_ctx *c, const int32_t *tokens, int B, int pos0, flo
             wq.ne[1] = nq;
             wk.ne[1] = nkv, wk.data = (const uint8_t *)L->wqkv.data + rb * (size_t)nq;
             wv.ne[1] = nkv, wv.data = (const uint8_t *)L->wqkv.data + rb * (size_t)(nq + nkv);
-            sb_matmul(&wq, c->bxb, B, c->bq, nq, c->wtile);
-            sb_matmul(&wk, c->bxb, B, c->bk, nkv, c->wtile);
-            sb_matmul(&wv, c->bxb, B, c->bv, nkv, c->wtile);
+            mm(c, &wq, c->bxb, B, c->bq, nq);
+            mm(c, &wk, c->bxb, B, c->bk, nkv);
+            mm(c, &wv, c->bxb, B, c->bv, nkv);
         } else {
-            sb_matmul(&L->wq, c->bxb, B, c->bq, nq, c->wtile);
-            sb_matmul(&L->wk, c->bxb, B, c->bk, nkv, c->wtile);
-            sb_matmul(&L->wv, c->bxb, B, c->bv, nkv, c->wtile);
+            mm(c, &L->wq, c->bxb, B, c->bq, nq);
+            mm(c, &L->wk, c->bxb, B, c->bk, nkv);
+            mm(c, &L->wv, c->bxb, B, c->bv, nkv);
         }
         for (int b = 0; b < B; b++) {
             int pos = pos0 + b;
@@ -354,16 +401,17 @@ static void forward_batch(sb_ctx *c, const int32_t *tokens, int B, int pos0, flo
             memcpy(kc + (size_t)pos * nkv, k, (size_t)nkv * sizeof(float));
             memcpy(vc + (size_t)pos * nkv, c->bv + (size_t)b * nkv, (size_t)nkv * sizeof(float));
         }
-        for (int b = 0; b < B; b++) attend(c, c->bq + (size_t)b * nq, pos0 + b, kc, vc, c->batt + (size_t)b * nq);
-        sb_matmul(&L->wo, c->batt, B, c->bxb2, D, c->wtile);
+        att_task at = {c, B, pos0, kc, vc};
+        sb_pool_run(c->pool, att_worker, &at);
+        mm(c, &L->wo, c->batt, B, c->bxb2, D);
         sb_add(c->bx, c->bxb2, B * D);
         for (int b = 0; b < B; b++)
             sb_rmsnorm(c->bxb + (size_t)b * D, c->bx + (size_t)b * D, L->ffn_norm, D, p->rms_eps);
         if (p->fused_gate_up) {
-            sb_matmul(&L->w_gate_up, c->bxb, B, c->bhb, 2 * F, c->wtile);
+            mm(c, &L->w_gate_up, c->bxb, B, c->bhb, 2 * F);
         } else {
-            sb_matmul(&L->w_gate, c->bxb, B, c->bhb, 2 * F, c->wtile);
-            sb_matmul(&L->w_up, c->bxb, B, c->bhb + F, 2 * F, c->wtile);
+            mm(c, &L->w_gate, c->bxb, B, c->bhb, 2 * F);
+            mm(c, &L->w_up, c->bxb, B, c->bhb + F, 2 * F);
         }
         for (int b = 0; b < B; b++) {
             float *hb = c->bhb + (size_t)b * 2 * F;
@@ -371,13 +419,13 @@ static void forward_batch(sb_ctx *c, const int32_t *tokens, int B, int pos0, flo
         }
         /* down_proj reads the first F of each 2F-wide row */
         for (int b = 0; b < B; b++) memmove(c->bhb + (size_t)b * F, c->bhb + (size_t)b * 2 * F, (size_t)F * sizeof(float));
-        sb_matmul(&L->w_down, c->bhb, B, c->bxb2, D, c->wtile);
+        mm(c, &L->w_down, c->bhb, B, c->bxb2, D);
         sb_add(c->bx, c->bxb2, B * D);
     }
     if (!all_logits && !last_logits) return;
     for (int b = 0; b < B; b++) sb_rmsnorm(c->bx + (size_t)b * D, c->bx + (size_t)b * D, m->output_norm, D, p->rms_eps);
     if (all_logits) {
-        sb_matmul(&m->output, c->bx, B, all_logits, V, c->wtile);
+        mm(c, &m->output, c->bx, B, all_logits, V);
         if (last_logits) memcpy(last_logits, all_logits + (size_t)(B - 1) * V, (size_t)V * sizeof(float));
     } else {
         mv(c, &m->output, c->bx + (size_t)(B - 1) * D, last_logits, V);

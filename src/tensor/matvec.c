@@ -104,17 +104,27 @@ void sb_matvec(const sb_tensor *w, const float *x, float *y, int64_t row_begin, 
     }
 }
 
-void sb_matmul(const sb_tensor *w, const float *x, int n, float *y, int64_t ldy, float *scratch) {
-    const int64_t n_in = w->ne[0], n_out = w->ne[1];
+void sb_matmul_rows(const sb_tensor *w, const float *x, int n, float *y, int64_t ldy, float *scratch, int64_t r0,
+                    int64_t r1) {
+    const int64_t n_in = w->ne[0];
+    if (r1 <= r0) return;
     if (w->type == SB_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)n_out, (int)n_in, 1.0f, x, (int)n_in,
-                    (const float *)w->data, (int)n_in, 0.0f, y, (int)ldy);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)(r1 - r0), (int)n_in, 1.0f, x, (int)n_in,
+                    (const float *)w->data + (size_t)r0 * (size_t)n_in, (int)n_in, 0.0f, y + r0, (int)ldy);
         return;
     }
-    for (int64_t r0 = 0; r0 < n_out; r0 += SB_MATMUL_TILE) {
-        int64_t rows = n_out - r0 < SB_MATMUL_TILE ? n_out - r0 : SB_MATMUL_TILE;
-        for (int64_t r = 0; r < rows; r++) sb_get_row(w, r0 + r, scratch + r * n_in);
+    for (int64_t t0 = r0; t0 < r1; t0 += SB_MATMUL_TILE) {
+        int64_t rows = r1 - t0 < SB_MATMUL_TILE ? r1 - t0 : SB_MATMUL_TILE;
+        for (int64_t r = 0; r < rows; r++) sb_get_row(w, t0 + r, scratch + r * n_in);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)rows, (int)n_in, 1.0f, x, (int)n_in, scratch,
-                    (int)n_in, 0.0f, y + r0, (int)ldy);
+                    (int)n_in, 0.0f, y + t0, (int)ldy);
     }
 }
+
+void sb_matmul(const sb_tensor *w, const float *x, int n, float *y, int64_t ldy, float *scratch) {
+    sb_matmul_rows(w, x, n, y, ldy, scratch, 0, w->ne[1]);
+}
+
+extern void openblas_set_num_threads(int);
+
+void sb_blas_single_thread(void) { openblas_set_num_threads(1); }

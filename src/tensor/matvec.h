@@ -26,6 +26,12 @@ void sb_matvec(const sb_tensor *w, const float *x, float *y, int64_t row_begin, 
  * copy of the matrix is ever made. Used for batched prompt processing. */
 #define SB_MATMUL_TILE 256
 void sb_matmul(const sb_tensor *w, const float *x, int n, float *y, int64_t ldy, float *scratch);
+/* The same for output columns [r0, r1) only (r0 a multiple of SB_MATMUL_TILE),
+ * so threads can share one product. */
+void sb_matmul_rows(const sb_tensor *w, const float *x, int n, float *y, int64_t ldy, float *scratch, int64_t r0,
+                    int64_t r1);
+/* OpenBLAS runs on one thread: sabio splits products over its own threads. */
+void sb_blas_single_thread(void);
 /* Dequantizes row r of w (w->ne[0] floats) into out. */
 void sb_get_row(const sb_tensor *w, int64_t r, float *out);
 /* sum a[i] * b[i] in float, four partial sums. */
