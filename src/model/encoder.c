@@ -10,14 +10,19 @@
  *   h = gelu(x Wi^T + bi);                      x = LN(x + h Wo2^T + bo2)
  */
 #include "model/encoder.h"
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "text/wordpiece.h"
 #include "tensor/matvec.h"
+#include "base/threadpool.h"
 
 #include <cblas.h>
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct enc_layer {
     float *wq, *bq, *wk, *bk, *wv, *bv; /* (D, D), (D) */
@@ -30,10 +35,12 @@ struct sb_encoder {
     int n_vocab, n_embd, n_layer, n_head, n_ff, n_pos, n_types, max_tokens;
     float eps;
     bool pool_cls, normalize;
+    char *query_prefix; /* config_sentence_transformers.json prompts.query, or NULL */
     float *tok_emb, *pos_emb, *type_emb; /* (V, D), (P, D), (types, D) */
     float *emb_ln_w, *emb_ln_b;          /* (D) */
     enc_layer *layers;
     float **owned; /* converted weights */
+    sb_pool *pool;  /* texts' batches are spread over these threads */
     int n_owned;
     sb_tokenizer *tok;
 };
@@ -44,6 +51,7 @@ void sb_encoder_free(sb_encoder *e) {
     free(e->owned);
     free(e->layers);
     sb_tokenizer_free(e->tok);
+    sb_pool_free(e->pool);
     free(e);
 }
 
@@ -78,31 +86,57 @@ static bool cfg_int(json_t *cfg, const char *key, int lo, int hi, int *out, sb_e
     return true;
 }
 
-/* Finds a tensor (with or without a "bert." prefix), checks its shape
- * (ne0 innermost; ne1 = 1 for vectors) and converts it to f32. */
-static float *weight(sb_encoder *e, const sb_safetensors *st, const char *name, int64_t ne0, int64_t ne1,
-                     sb_err *err) {
+/* Where the weights come from: a safetensors set (HF names, with or without
+ * a "bert." prefix) or a GGUF (llama.cpp's names). */
+typedef struct wsrc {
+    const sb_safetensors *st;
+    const sb_gguf *g;
+} wsrc;
+
+static bool find_tensor(const wsrc *src, const char *name, sb_tensor *t) {
+    if (src->g) {
+        int64_t i = sb_gguf_find_tensor(src->g, name);
+        return i >= 0 && sb_gguf_tensor(src->g, i, t);
+    }
     char full[256];
-    int64_t i = sb_st_find(st, name);
+    int64_t i = sb_st_find(src->st, name);
     if (i < 0) {
         snprintf(full, sizeof full, "bert.%s", name);
-        i = sb_st_find(st, full);
+        i = sb_st_find(src->st, full);
     }
+    return i >= 0 && sb_st_tensor(src->st, i, t);
+}
+
+/* Finds a tensor, checks its shape (ne0 innermost; ne1 = 0 for vectors) and
+ * converts it to f32. */
+static float *weight(sb_encoder *e, const wsrc *src, const char *name, int64_t ne0, int64_t ne1, sb_err *err) {
     sb_tensor t;
-    if (i < 0 || !sb_st_tensor(st, i, &t)) {
+    if (!find_tensor(src, name, &t)) {
         sb_err_set(err, SB_ERR_NOT_FOUND, "encoder: tensor %s not found", name);
         return NULL;
     }
     int64_t want1 = ne1 ? ne1 : 1;
     if (t.ne[0] != ne0 || t.ne[1] != want1 || t.ne[2] != 1 || t.ne[3] != 1) {
-        sb_err_set(err, SB_ERR_FORMAT, "encoder: tensor %s has shape [%lld, %lld], expected [%lld, %lld]", name,
-                   (long long)t.ne[1], (long long)t.ne[0], (long long)want1, (long long)ne0);
+        if (ne1)
+            sb_err_set(err, SB_ERR_FORMAT, "encoder: tensor %s has shape [%lld, %lld, %lld, %lld] (ne0 first), expected [%lld, %lld]",
+                       name, (long long)t.ne[0], (long long)t.ne[1], (long long)t.ne[2], (long long)t.ne[3],
+                       (long long)ne0, (long long)want1);
+        else
+            sb_err_set(err, SB_ERR_FORMAT, "encoder: tensor %s has shape [%lld, %lld, %lld, %lld] (ne0 first), expected [%lld]",
+                       name, (long long)t.ne[0], (long long)t.ne[1], (long long)t.ne[2], (long long)t.ne[3],
+                       (long long)ne0);
         return NULL;
     }
     const sb_type_traits *tr = sb_type_traits_get(t.type);
-    if (!tr || !tr->to_float) {
+    size_t bytes;
+    if (!tr || !tr->to_float || !sb_dtype_row_bytes(t.type, ne0, &bytes)) {
         sb_err_set(err, SB_ERR_UNSUPPORTED, "encoder: tensor %s: type %s is not supported", name,
                    sb_dtype_name(t.type));
+        return NULL;
+    }
+    if (t.nbytes < bytes * (size_t)want1) {
+        sb_err_set(err, SB_ERR_FORMAT, "encoder: tensor %s: %zu bytes for %lld x %lld %s values", name, t.nbytes,
+                   (long long)want1, (long long)ne0, sb_dtype_name(t.type));
         return NULL;
     }
     float *w = malloc(sizeof(float) * (size_t)(ne0 * want1));
@@ -115,50 +149,71 @@ static float *weight(sb_encoder *e, const sb_safetensors *st, const char *name, 
     }
     e->owned = o;
     e->owned[e->n_owned++] = w;
-    tr->to_float(t.data, w, ne0 * want1);
+    for (int64_t r = 0; r < want1; r++) /* row by row: quantized rows are whole blocks */
+        tr->to_float((const char *)t.data + (size_t)r * bytes, w + r * ne0, ne0);
     return w;
 }
 
-static sb_status load_weights(sb_encoder *e, const sb_safetensors *st, sb_err *err) {
+/* Each weight by its Hugging Face name and llama.cpp's GGUF name. */
+static sb_status load_weights(sb_encoder *e, const wsrc *src, sb_err *err) {
     const int D = e->n_embd, F = e->n_ff;
-#define W(field, name, a, b) \
-    if (!(field = weight(e, st, name, a, b, err))) return err ? err->code : SB_ERR_FORMAT
-    W(e->tok_emb, "embeddings.word_embeddings.weight", D, e->n_vocab);
-    W(e->pos_emb, "embeddings.position_embeddings.weight", D, e->n_pos);
-    W(e->type_emb, "embeddings.token_type_embeddings.weight", D, e->n_types);
-    W(e->emb_ln_w, "embeddings.LayerNorm.weight", D, 0);
-    W(e->emb_ln_b, "embeddings.LayerNorm.bias", D, 0);
+    const bool g = src->g != NULL;
+#define W(field, hf, gg, a, b) \
+    if (!(field = weight(e, src, g ? gg : hf, a, b, err))) return err ? err->code : SB_ERR_FORMAT
+    W(e->tok_emb, "embeddings.word_embeddings.weight", "token_embd.weight", D, e->n_vocab);
+    W(e->pos_emb, "embeddings.position_embeddings.weight", "position_embd.weight", D, e->n_pos);
+    W(e->type_emb, "embeddings.token_type_embeddings.weight", "token_types.weight", D, e->n_types);
+    W(e->emb_ln_w, "embeddings.LayerNorm.weight", "token_embd_norm.weight", D, 0);
+    W(e->emb_ln_b, "embeddings.LayerNorm.bias", "token_embd_norm.bias", D, 0);
     char n[160];
     for (int l = 0; l < e->n_layer; l++) {
         enc_layer *L = &e->layers[l];
-#define LW(field, suffix, a, b)                                       \
-    snprintf(n, sizeof n, "encoder.layer.%d.%s", l, suffix);          \
-    W(field, n, a, b)
-        LW(L->wq, "attention.self.query.weight", D, D);
-        LW(L->bq, "attention.self.query.bias", D, 0);
-        LW(L->wk, "attention.self.key.weight", D, D);
-        LW(L->bk, "attention.self.key.bias", D, 0);
-        LW(L->wv, "attention.self.value.weight", D, D);
-        LW(L->bv, "attention.self.value.bias", D, 0);
-        LW(L->wo, "attention.output.dense.weight", D, D);
-        LW(L->bo, "attention.output.dense.bias", D, 0);
-        LW(L->ln1_w, "attention.output.LayerNorm.weight", D, 0);
-        LW(L->ln1_b, "attention.output.LayerNorm.bias", D, 0);
-        LW(L->wi, "intermediate.dense.weight", D, F);
-        LW(L->bi, "intermediate.dense.bias", F, 0);
-        LW(L->wo2, "output.dense.weight", F, D);
-        LW(L->bo2, "output.dense.bias", D, 0);
-        LW(L->ln2_w, "output.LayerNorm.weight", D, 0);
-        LW(L->ln2_b, "output.LayerNorm.bias", D, 0);
+#define LW(field, hf, gg, a, b)                                                        \
+    if (g)                                                                             \
+        snprintf(n, sizeof n, "blk.%d.%s", l, gg);                                     \
+    else                                                                               \
+        snprintf(n, sizeof n, "encoder.layer.%d.%s", l, hf);                           \
+    if (!(field = weight(e, src, n, a, b, err))) return err ? err->code : SB_ERR_FORMAT
+        LW(L->wq, "attention.self.query.weight", "attn_q.weight", D, D);
+        LW(L->bq, "attention.self.query.bias", "attn_q.bias", D, 0);
+        LW(L->wk, "attention.self.key.weight", "attn_k.weight", D, D);
+        LW(L->bk, "attention.self.key.bias", "attn_k.bias", D, 0);
+        LW(L->wv, "attention.self.value.weight", "attn_v.weight", D, D);
+        LW(L->bv, "attention.self.value.bias", "attn_v.bias", D, 0);
+        LW(L->wo, "attention.output.dense.weight", "attn_output.weight", D, D);
+        LW(L->bo, "attention.output.dense.bias", "attn_output.bias", D, 0);
+        LW(L->ln1_w, "attention.output.LayerNorm.weight", "attn_output_norm.weight", D, 0);
+        LW(L->ln1_b, "attention.output.LayerNorm.bias", "attn_output_norm.bias", D, 0);
+        LW(L->wi, "intermediate.dense.weight", "ffn_up.weight", D, F);
+        LW(L->bi, "intermediate.dense.bias", "ffn_up.bias", F, 0);
+        LW(L->wo2, "output.dense.weight", "ffn_down.weight", F, D);
+        LW(L->bo2, "output.dense.bias", "ffn_down.bias", D, 0);
+        LW(L->ln2_w, "output.LayerNorm.weight", "layer_output_norm.weight", D, 0);
+        LW(L->ln2_b, "output.LayerNorm.bias", "layer_output_norm.bias", D, 0);
 #undef LW
     }
 #undef W
     return SB_OK;
 }
 
-/* Pooling and normalisation from the sentence-transformers files. */
-static void read_pipeline(sb_encoder *e, const char *dir, sb_err *err) {
-    json_t *modules = load_json(dir, "modules.json", false, err);
+/* Optional sentence-transformers file: NULL if absent; *bad if present but broken. */
+static json_t *opt_json(const char *dir, const char *name, bool *bad, sb_err *err) {
+    sb_err local = {0};
+    json_t *j = load_json(dir, name, false, &local);
+    if (!j && local.code != SB_OK) {
+        *bad = true;
+        sb_err_set(err, local.code, "%s", local.msg);
+    }
+    return j;
+}
+
+/* Pooling, normalisation, sequence length and the query prompt from the
+ * sentence-transformers files (modules.json, 1_Pooling/config.json,
+ * sentence_bert_config.json, config_sentence_transformers.json). Without
+ * them: mean pooling, no normalisation, max_position_embeddings. */
+static bool read_pipeline(sb_encoder *e, const char *dir, sb_err *err) {
+    bool bad = false;
+    json_t *modules = opt_json(dir, "modules.json", &bad, err);
     size_t i;
     json_t *m;
     json_array_foreach(modules, i, m) {
@@ -167,31 +222,153 @@ static void read_pipeline(sb_encoder *e, const char *dir, sb_err *err) {
     }
     json_decref(modules);
     char *pool = sb_path_join(dir, "1_Pooling");
-    json_t *pc = pool ? load_json(pool, "config.json", false, err) : NULL;
+    json_t *pc = pool && !bad ? opt_json(pool, "config.json", &bad, err) : NULL;
     free(pool);
-    if (pc && json_is_true(json_object_get(pc, "pooling_mode_cls_token"))) e->pool_cls = true;
+    static const char *const unsupported[] = {"pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
+                                              "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"};
+    for (size_t k = 0; pc && k < sizeof unsupported / sizeof unsupported[0]; k++)
+        if (json_is_true(json_object_get(pc, unsupported[k]))) {
+            sb_err_set(err, SB_ERR_UNSUPPORTED, "%s/1_Pooling/config.json: %s is not supported (mean or CLS pooling)",
+                       dir, unsupported[k]);
+            bad = true;
+        }
+    bool cls = json_is_true(json_object_get(pc, "pooling_mode_cls_token"));
+    bool mean = json_is_true(json_object_get(pc, "pooling_mode_mean_tokens"));
+    if (cls && mean) {
+        sb_err_set(err, SB_ERR_UNSUPPORTED, "%s/1_Pooling/config.json: CLS and mean pooling together are not supported",
+                   dir);
+        bad = true;
+    }
+    e->pool_cls = cls;
     json_decref(pc);
-    json_t *sb = load_json(dir, "sentence_bert_config.json", false, err);
+    json_t *sb = bad ? NULL : opt_json(dir, "sentence_bert_config.json", &bad, err);
     json_t *msl = json_object_get(sb, "max_seq_length");
     if (json_is_integer(msl) && json_integer_value(msl) > 2 && json_integer_value(msl) < e->max_tokens)
         e->max_tokens = (int)json_integer_value(msl);
     json_decref(sb);
-    sb_err_clear(err);
+    json_t *cst = bad ? NULL : opt_json(dir, "config_sentence_transformers.json", &bad, err);
+    const char *q = json_string_value(json_object_get(json_object_get(cst, "prompts"), "query"));
+    if (q && *q && !(e->query_prefix = sb_strdup(q))) {
+        sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+        bad = true;
+    }
+    json_decref(cst);
+    return !bad;
 }
 
-sb_encoder *sb_encoder_open(const char *path, sb_err *err) {
-    if (!sb_is_dir(path)) {
-        sb_err_set(err, SB_ERR_UNSUPPORTED,
-                   "%s: encoders load from a Hugging Face / sentence-transformers folder for now", path);
-        return NULL;
-    }
+static sb_encoder *enc_alloc(sb_err *err) {
     sb_encoder *e = calloc(1, sizeof *e);
+    if (!e) sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+    return e;
+}
+
+static bool enc_check_dims(sb_encoder *e, const char *path, const char *file, const char *heads_key, sb_err *err) {
+    if (e->n_embd % e->n_head) {
+        sb_err_set(err, SB_ERR_FORMAT, "%s%s: hidden size %d is not a multiple of %s %d", path, file, e->n_embd,
+                   heads_key, e->n_head);
+        return false;
+    }
+    e->max_tokens = e->n_pos;
+    e->layers = calloc((size_t)e->n_layer, sizeof *e->layers);
+    if (!e->layers) {
+        sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+/* The WordPiece normaliser must be the uncased one sb_tokenize applies. */
+static bool enc_check_wpm(const sb_wpm_opts *o, const char *path, sb_err *err) {
+    if (o->lowercase && o->strip_accents && o->clean_text && o->handle_cjk) return true;
+    sb_err_set(err, SB_ERR_UNSUPPORTED,
+               "%s: tokenizer normalizer (lowercase %d, strip_accents %d, clean_text %d, handle_chinese_chars %d) "
+               "is not supported: only uncased BERT vocabularies", path, o->lowercase, o->strip_accents, o->clean_text,
+               o->handle_cjk);
+    return false;
+}
+
+/* A GGUF with general.architecture "bert" as llama.cpp's converter writes it.
+ * Pooling from bert.pooling_type (1 mean, 2 CLS); the output is
+ * L2-normalised, as llama.cpp's embedding tool does by default. */
+static sb_encoder *open_gguf(const char *path, sb_err *err) {
+    sb_gguf *g = sb_gguf_open(path, err);
+    if (!g) return NULL;
+    sb_encoder *e = enc_alloc(err);
+    if (!e) goto fail;
+    char *arch = sb_gguf_get_str_dup(g, "general.architecture");
+    bool bert = arch && !strcmp(arch, "bert");
+    if (!bert)
+        sb_err_set(err, SB_ERR_UNSUPPORTED, "%s: general.architecture '%s' is not a BERT encoder (bert)", path,
+                   arch ? arch : "(none)");
+    free(arch);
+    if (!bert) goto fail;
+    static const struct {
+        const char *key;
+        int64_t lo, hi;
+        size_t off;
+    } keys[] = {
+        {"bert.embedding_length", 1, 1 << 16, offsetof(sb_encoder, n_embd)},
+        {"bert.block_count", 1, 1024, offsetof(sb_encoder, n_layer)},
+        {"bert.attention.head_count", 1, 1024, offsetof(sb_encoder, n_head)},
+        {"bert.feed_forward_length", 1, 1 << 18, offsetof(sb_encoder, n_ff)},
+        {"bert.context_length", 3, 1 << 16, offsetof(sb_encoder, n_pos)},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        int64_t v;
+        if (!sb_gguf_get_int(g, keys[i].key, &v) || v < keys[i].lo || v > keys[i].hi) {
+            sb_err_set(err, SB_ERR_FORMAT, "%s: %s must be an integer from %lld to %lld", path, keys[i].key,
+                       (long long)keys[i].lo, (long long)keys[i].hi);
+            goto fail;
+        }
+        *(int *)((char *)e + keys[i].off) = (int)v;
+    }
+    double eps;
+    e->eps = sb_gguf_get_float(g, "bert.attention.layer_norm_epsilon", &eps) && eps > 0 && eps < 1 ? (float)eps
+                                                                                                    : 1e-12f;
+    int64_t pool = 1;
+    sb_gguf_get_int(g, "bert.pooling_type", &pool);
+    if (pool != 1 && pool != 2) {
+        sb_err_set(err, SB_ERR_UNSUPPORTED, "%s: bert.pooling_type %lld is not supported (1 mean, 2 CLS)", path,
+                   (long long)pool);
+        goto fail;
+    }
+    e->pool_cls = pool == 2;
+    e->normalize = true;
+    if (!(e->tok = sb_tokenizer_from_gguf(g, err))) {
+        sb_err_prefix(err, "%s", path);
+        goto fail;
+    }
+    sb_wpm_opts wo;
+    sb_wpm_opts_from_gguf(g, &wo);
+    if (!enc_check_wpm(&wo, path, err)) goto fail;
+    e->n_vocab = sb_tokenizer_n_vocab(e->tok);
+    sb_tensor tt;
+    int64_t ti = sb_gguf_find_tensor(g, "token_types.weight");
+    e->n_types = ti >= 0 && sb_gguf_tensor(g, ti, &tt) && tt.ne[1] >= 1 && tt.ne[1] <= 16 ? (int)tt.ne[1] : 2;
+    if (!enc_check_dims(e, path, "", "bert.attention.head_count", err)) goto fail;
+    if (sb_gguf_find_tensor(g, "blk.0.attn_qkv.weight") >= 0) {
+        sb_err_set(err, SB_ERR_UNSUPPORTED, "%s: fused blk.N.attn_qkv tensors are not supported (separate q, k, v)",
+                   path);
+        goto fail;
+    }
+    wsrc src = {NULL, g};
+    if (load_weights(e, &src, err) != SB_OK) {
+        sb_err_prefix(err, "%s", path);
+        goto fail;
+    }
+    sb_gguf_free(g);
+    return e;
+fail:
+    sb_gguf_free(g);
+    sb_encoder_free(e);
+    return NULL;
+}
+
+static sb_encoder *open_hf(const char *path, sb_err *err) {
+    sb_encoder *e = enc_alloc(err);
     json_t *cfg = NULL;
     sb_safetensors *st = NULL;
-    if (!e) {
-        sb_err_set(err, SB_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
+    if (!e) return NULL;
     if (!(cfg = load_json(path, "config.json", true, err))) goto fail;
     const char *mt = json_string_value(json_object_get(cfg, "model_type"));
     if (!mt || strcmp(mt, "bert")) {
@@ -214,36 +391,41 @@ sb_encoder *sb_encoder_open(const char *path, sb_err *err) {
         !cfg_int(cfg, "num_hidden_layers", 1, 1024, &e->n_layer, err, path) ||
         !cfg_int(cfg, "num_attention_heads", 1, 1024, &e->n_head, err, path) ||
         !cfg_int(cfg, "intermediate_size", 1, 1 << 18, &e->n_ff, err, path) ||
-        !cfg_int(cfg, "max_position_embeddings", 1, 1 << 16, &e->n_pos, err, path))
+        !cfg_int(cfg, "max_position_embeddings", 3, 1 << 16, &e->n_pos, err, path))
         goto fail;
     e->n_types = 2;
     json_t *tv = json_object_get(cfg, "type_vocab_size");
     if (json_is_integer(tv) && json_integer_value(tv) >= 1 && json_integer_value(tv) <= 16)
         e->n_types = (int)json_integer_value(tv);
-    if (e->n_embd % e->n_head) {
-        sb_err_set(err, SB_ERR_FORMAT, "%s/config.json: hidden_size %d is not a multiple of num_attention_heads %d",
-                   path, e->n_embd, e->n_head);
-        goto fail;
-    }
     json_t *eps = json_object_get(cfg, "layer_norm_eps");
     e->eps = json_is_number(eps) ? (float)json_number_value(eps) : 1e-12f;
-    e->max_tokens = e->n_pos;
-    e->layers = calloc((size_t)e->n_layer, sizeof *e->layers);
-    if (!e->layers) {
-        sb_err_set(err, SB_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
+    if (!enc_check_dims(e, path, "/config.json", "num_attention_heads", err)) goto fail;
     if (!(st = sb_st_open(path, err))) goto fail;
-    if (load_weights(e, st, err) != SB_OK) {
+    wsrc src = {st, NULL};
+    if (load_weights(e, &src, err) != SB_OK) {
         sb_err_prefix(err, "%s", path);
         goto fail;
     }
-    if (!(e->tok = sb_tokenizer_from_hf(path, err))) {
+    /* tokenizer.json, else vocab.txt (+ tokenizer_config.json's flags) */
+    char *tj = sb_path_join(path, "tokenizer.json"), *vt = sb_path_join(path, "vocab.txt");
+    if (tj && vt && !sb_file_exists(tj) && sb_file_exists(vt))
+        e->tok = sb_wpm_from_vocab_txt(vt, err);
+    else
+        e->tok = sb_tokenizer_from_hf(path, err);
+    free(tj);
+    free(vt);
+    if (!e->tok) {
         sb_err_prefix(err, "%s: tokenizer", path);
         goto fail;
     }
-    read_pipeline(e, path, err);
-    sb_blas_single_thread(); /* OpenBLAS's own threads cost more than they give on these sizes */
+    if (sb_tokenizer_n_vocab(e->tok) > e->n_vocab) {
+        sb_err_set(err, SB_ERR_FORMAT, "%s: the tokenizer has %d tokens, config.json vocab_size is %d", path,
+                   sb_tokenizer_n_vocab(e->tok), e->n_vocab);
+        goto fail;
+    }
+    sb_wpm_opts wo;
+    if (sb_wpm_opts_from_hf(path, &wo, err) != SB_OK || !enc_check_wpm(&wo, path, err)) goto fail;
+    if (!read_pipeline(e, path, err)) goto fail;
     sb_st_free(st);
     json_decref(cfg);
     return e;
@@ -253,6 +435,26 @@ fail:
     sb_encoder_free(e);
     return NULL;
 }
+
+sb_encoder *sb_encoder_open(const char *path, sb_err *err) {
+    sb_encoder *e = NULL;
+    if (sb_is_dir(path))
+        e = open_hf(path, err);
+    else if (sb_file_exists(path))
+        e = open_gguf(path, err);
+    else
+        sb_err_set(err, SB_ERR_NOT_FOUND, "%s: no such encoder (a Hugging Face folder or a .gguf file)", path);
+    if (!e) return NULL;
+    sb_blas_single_thread(); /* OpenBLAS's own threads cost more than they give on these sizes */
+    e->pool = sb_pool_new(0); /* one per online CPU; NULL (one thread) if it cannot start */
+    return e;
+}
+
+void sb_encoder_set_max_tokens(sb_encoder *e, int n) {
+    e->max_tokens = n < 3 ? 3 : n > e->n_pos ? e->n_pos : n;
+}
+
+const char *sb_encoder_query_prefix(const sb_encoder *e) { return e->query_prefix; }
 
 /* ---- forward ---- */
 
@@ -339,61 +541,103 @@ static void encode_batch(const sb_encoder *e, const int32_t *ids, const int *off
 
 #define BATCH_TOKENS 2048 /* tokens packed into one pass (at least one whole text) */
 
+typedef struct embed_job {
+    const sb_encoder *e;
+    const int32_t *ids;   /* all texts' tokens, one after another */
+    const int *tok_off;   /* text k's tokens: ids[tok_off[k] .. tok_off[k+1]) */
+    const int *batch_off; /* batch j: texts batch_off[j] .. batch_off[j+1] */
+    int n_batches;
+    int next;             /* atomic: the next batch to take */
+    float *out;
+    size_t scratch_floats;
+    bool failed;
+} embed_job;
+
+static void embed_worker(void *arg, int ith, int nth) {
+    embed_job *j = arg;
+    const int D = j->e->n_embd;
+    float *scratch = malloc(sizeof(float) * j->scratch_floats);
+    int *off = NULL;
+    for (;;) {
+        int b = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        if (b >= j->n_batches) break;
+        int t0 = j->batch_off[b], t1 = j->batch_off[b + 1];
+        int *o = realloc(off, sizeof(int) * (size_t)(t1 - t0 + 1));
+        if (!scratch || !o) {
+            __atomic_store_n(&j->failed, true, __ATOMIC_RELAXED);
+            break;
+        }
+        off = o;
+        for (int k = t0; k <= t1; k++) off[k - t0] = j->tok_off[k] - j->tok_off[t0];
+        encode_batch(j->e, j->ids + j->tok_off[t0], off, t1 - t0, j->out + (size_t)t0 * D, scratch);
+    }
+    free(off);
+    free(scratch);
+}
+
 sb_status sb_encoder_embed(sb_encoder *e, const char *const *texts, int n, bool normalize, float *out,
                            sb_err *err) {
     const int D = e->n_embd, F = e->n_ff, maxT = e->max_tokens;
     const int cap = BATCH_TOKENS > maxT ? BATCH_TOKENS : maxT;
-    size_t need = (size_t)cap * (5 * (size_t)D + F) + (size_t)maxT * maxT;
-    float *scratch = malloc(sizeof(float) * need);
-    int *off = malloc(sizeof(int) * ((size_t)n + 1));
+    int *tok_off = malloc(sizeof(int) * ((size_t)n + 1)), *batch_off = malloc(sizeof(int) * ((size_t)n + 1));
     sb_tokens ids = {0};
     sb_status st = SB_OK;
-    if (!scratch || !off) {
+    if (!tok_off || !batch_off) {
+        st = sb_err_set(err, SB_ERR_NOMEM, "encoder: out of memory");
+        goto done;
+    }
+    /* 1. tokens of every text, [CLS] ... [SEP], truncated to the model's maximum */
+    int32_t cls = sb_tokenizer_bos(e->tok), sep = sb_tokenizer_eos(e->tok);
+    tok_off[0] = 0;
+    for (int k = 0; k < n; k++) {
+        size_t start = ids.n;
+        if (cls >= 0) sb_tokens_push(&ids, cls);
+        const char *txt = texts[k] ? texts[k] : "";
+        if ((st = sb_tokenize(e->tok, txt, strlen(txt), false, true, &ids, err)) != SB_OK) goto done;
+        size_t room = (size_t)maxT - (sep >= 0 ? 1 : 0); /* keep room for [SEP] */
+        if (ids.n - start > room) ids.n = start + room;
+        if (sep >= 0 && !sb_tokens_push(&ids, sep)) {
+            st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        if (ids.n > (size_t)INT32_MAX / 2) {
+            st = sb_err_set(err, SB_ERR_RANGE, "encoder: too many tokens in one call");
+            goto done;
+        }
+        tok_off[k + 1] = (int)ids.n;
+    }
+    for (size_t i = 0; i < ids.n; i++)
+        if (ids.ids[i] < 0 || ids.ids[i] >= e->n_vocab) {
+            st = sb_err_set(err, SB_ERR_RANGE, "encoder: token id %d outside the vocabulary", ids.ids[i]);
+            goto done;
+        }
+    /* 2. batches: whole texts packed up to cap tokens */
+    int nb = 0;
+    batch_off[0] = 0;
+    for (int k = 0; k < n;) {
+        int k1 = k + 1;
+        while (k1 < n && tok_off[k1 + 1] - tok_off[k] <= cap) k1++;
+        batch_off[++nb] = k1;
+        k = k1;
+    }
+    /* 3. batches over the threads, each with its own scratch */
+    embed_job job = {e, ids.ids, tok_off, batch_off, nb, 0, out,
+                     (size_t)cap * (5 * (size_t)D + F) + (size_t)maxT * maxT, false};
+    sb_pool_run(nb > 1 ? e->pool : NULL, embed_worker, &job);
+    if (job.failed) {
         st = sb_err_set(err, SB_ERR_NOMEM, "encoder: out of memory for a %d-token batch", cap);
         goto done;
     }
-    int32_t cls = sb_tokenizer_bos(e->tok), sep = sb_tokenizer_eos(e->tok);
-    for (int first = 0; first < n && st == SB_OK;) {
-        /* Pack whole texts while they fit in the batch. */
-        ids.n = 0;
-        int count = 0;
-        off[0] = 0;
-        while (first + count < n) {
-            size_t start = ids.n;
-            if (cls >= 0) sb_tokens_push(&ids, cls);
-            const char *txt = texts[first + count] ? texts[first + count] : "";
-            if ((st = sb_tokenize(e->tok, txt, strlen(txt), false, true, &ids, err)) != SB_OK) break;
-            size_t room = (size_t)maxT - (sep >= 0 ? 1 : 0); /* truncate, keeping room for [SEP] */
-            if (ids.n - start > room) ids.n = start + room;
-            if (sep >= 0 && !sb_tokens_push(&ids, sep)) {
-                st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
-                break;
-            }
-            if (count > 0 && ids.n > (size_t)cap) { /* does not fit: next batch */
-                ids.n = start;
-                break;
-            }
-            off[++count] = (int)ids.n;
-        }
-        if (st != SB_OK) break;
-        for (size_t i = 0; i < ids.n; i++)
-            if (ids.ids[i] < 0 || ids.ids[i] >= e->n_vocab) {
-                st = sb_err_set(err, SB_ERR_RANGE, "encoder: token id %d outside the vocabulary", ids.ids[i]);
-                goto done;
-            }
-        encode_batch(e, ids.ids, off, count, out + (size_t)first * D, scratch);
-        for (int b = 0; b < count && (normalize || e->normalize); b++) {
-            float *o = out + (size_t)(first + b) * D;
-            double ss = 0;
-            for (int i = 0; i < D; i++) ss += (double)o[i] * o[i];
-            float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-            for (int i = 0; i < D; i++) o[i] *= inv;
-        }
-        first += count;
+    for (int k = 0; k < n && (normalize || e->normalize); k++) {
+        float *o = out + (size_t)k * D;
+        double ss = 0;
+        for (int i = 0; i < D; i++) ss += (double)o[i] * o[i];
+        float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+        for (int i = 0; i < D; i++) o[i] *= inv;
     }
 done:
     sb_tokens_free(&ids);
-    free(off);
-    free(scratch);
+    free(tok_off);
+    free(batch_off);
     return st;
 }
