@@ -467,11 +467,15 @@ size_t sb_token_to_piece(const sb_tokenizer *t, int32_t id, bool render_special,
     if (id < 0 || id >= t->n_vocab) return 0;
     const char *s = t->text[id];
     size_t n = t->len[id];
+    /* As llama.cpp's token_to_piece: control and unknown tokens only when
+     * rendering specials, and then (like user-defined ones) as their raw
+     * vocabulary text, never byte-mapped or unescaped. */
     switch (t->type[id]) {
     case SB_TOK_CONTROL:
-        return render_special ? put_bytes(buf, cap, 0, s, n) : 0;
     case SB_TOK_UNKNOWN:
-        return put_bytes(buf, cap, 0, "\xE2\x96\x85", 3); /* llama.cpp shows unknown as U+2585 */
+        return render_special ? put_bytes(buf, cap, 0, s, n) : 0;
+    case SB_TOK_USER_DEFINED:
+        return put_bytes(buf, cap, 0, s, n);
     case SB_TOK_UNUSED:
         return 0;
     case SB_TOK_BYTE: {
@@ -480,9 +484,6 @@ size_t sb_token_to_piece(const sb_tokenizer *t, int32_t id, bool render_special,
         if (n == 6) b = (char)strtol(s + 3, NULL, 16);
         return put_bytes(buf, cap, 0, &b, 1);
     }
-    case SB_TOK_USER_DEFINED:
-        if (t->algo == SB_TOK_SPM) return put_bytes(buf, cap, 0, s, n);
-        break; /* byte-level user tokens are byte-mapped like normal ones */
     default: break;
     }
     size_t at = 0;
@@ -522,24 +523,21 @@ char *sb_detokenize(const sb_tokenizer *t, const int32_t *ids, size_t n, bool re
     char piece[512];
     for (size_t i = 0; i < n; i++) {
         size_t k = sb_token_to_piece(t, ids[i], render_special, piece, sizeof piece);
+        char *p = piece;
         if (k > sizeof piece) {
-            char *big = malloc(k);
-            if (!big) goto fail;
-            sb_token_to_piece(t, ids[i], render_special, big, k);
-            bool ok = sb_buf_append(&b, big, k);
-            free(big);
-            if (!ok) goto fail;
-        } else if (!sb_buf_append(&b, piece, k)) {
-            goto fail;
+            if (!(p = malloc(k))) goto fail;
+            sb_token_to_piece(t, ids[i], render_special, p, k);
         }
+        /* The space the encoder put before the text is not part of it: as
+         * llama.cpp's llama_detokenize, one leading space of the FIRST
+         * token's piece goes (whatever the token; a BOS in front, rendered
+         * or not, uses up the rule). */
+        size_t skip = i == 0 && t->add_space_prefix && k > 0 && p[0] == ' ';
+        bool ok = sb_buf_append(&b, p + skip, k - skip);
+        if (p != piece) free(p);
+        if (!ok) goto fail;
     }
     if (!b.data && !sb_buf_append(&b, "", 0)) goto fail;
-    /* SentencePiece's leading space, added when encoding, is not part of the text. */
-    if ((t->algo == SB_TOK_SPM || !t->byte_level) && t->add_space_prefix && b.len && b.data[0] == ' ' && n &&
-        t->type[ids[0]] == SB_TOK_NORMAL) {
-        memmove(b.data, b.data + 1, b.len);
-        b.len--;
-    }
     return b.data;
 fail:
     sb_buf_free(&b);
@@ -582,20 +580,33 @@ sb_status sb_tokenizer_finish(sb_tokenizer *t, sb_err *err) {
     for (int b = 0; b < 256; b++) t->cp_to_byte[t->byte_to_cp[b]] = (int16_t)b;
     sb_status st = sb_tokenizer_build_index(t, err);
     if (st != SB_OK) return st;
+    t->eog = calloc((size_t)t->n_vocab, 1);
+    if (!t->eog) return sb_err_set(err, SB_ERR_NOMEM, "tokenizer: out of memory");
+    /* End-of-turn markers known by their text, as llama.cpp's vocabulary
+     * loader lists them; like llama.cpp, a marker that the vocabulary did not
+     * type as a control token becomes one (so "</s>", user-defined in Phi-3's
+     * GGUF, is no longer matched in plain text nor printed unless asked). */
+    static const char *const eot_names[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>",
+                                            "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>",
+                                            "_<EOT>", "<|end_of_text|>", "<end_of_utterance>"};
+    bool retyped = false;
+    for (size_t i = 0; i < sizeof eot_names / sizeof eot_names[0]; i++) {
+        int32_t id = sb_vocab_lookup(t, eot_names[i], strlen(eot_names[i]));
+        if (id < 0) continue;
+        t->eog[id] = 1;
+        if (t->type[id] != SB_TOK_CONTROL) t->type[id] = SB_TOK_CONTROL, retyped = true;
+    }
+    if (retyped) { /* the special-token list depends on the types */
+        free(t->hash);
+        free(t->special);
+        if ((st = sb_tokenizer_build_index(t, err)) != SB_OK) return st;
+    }
     for (int b = 0; b < 256; b++) {
         char name[8];
         snprintf(name, sizeof name, "<0x%02X>", b);
         t->byte_token[b] = sb_vocab_lookup(t, name, 6);
     }
-    t->eog = calloc((size_t)t->n_vocab, 1);
-    if (!t->eog) return sb_err_set(err, SB_ERR_NOMEM, "tokenizer: out of memory");
     if (t->eos >= 0 && t->eos < t->n_vocab) t->eog[t->eos] = 1;
     if (t->eot >= 0 && t->eot < t->n_vocab) t->eog[t->eot] = 1;
-    static const char *const eot_names[] = {"<|end|>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>",
-                                            "<|eom_id|>", "<end_of_turn>", "</s>"};
-    for (size_t i = 0; i < sizeof eot_names / sizeof eot_names[0]; i++) {
-        int32_t id = sb_vocab_lookup(t, eot_names[i], strlen(eot_names[i]));
-        if (id >= 0 && (t->type[id] == SB_TOK_CONTROL || t->type[id] == SB_TOK_USER_DEFINED)) t->eog[id] = 1;
-    }
     return SB_OK;
 }

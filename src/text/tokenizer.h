@@ -43,8 +43,11 @@ sb_status sb_tokenize(const sb_tokenizer *t, const char *text, size_t len, bool 
  * if render_special. Returns the length; writes at most cap bytes. */
 size_t sb_token_to_piece(const sb_tokenizer *t, int32_t id, bool render_special, char *buf,
                          size_t cap);
-/* Decodes ids into a heap string (NULL on failure). Leading-space rule of
- * SentencePiece undone for the first token when strip_leading_space. */
+/* Decodes ids into a heap string (NULL on failure), as llama.cpp's
+ * llama_detokenize(remove_special = false): when the vocabulary adds a space
+ * prefix, one leading space of the first token's piece is dropped (so a BOS
+ * at ids[0] keeps the next token's space: decode ids without BOS to get the
+ * encoded text back). Control/unknown tokens only if render_special. */
 char *sb_detokenize(const sb_tokenizer *t, const int32_t *ids, size_t n, bool render_special);
 
 int32_t sb_tokenizer_n_vocab(const sb_tokenizer *t);
