@@ -198,6 +198,7 @@ int cmd_chat(int argc, char **argv) {
     sb_model *m = open_model(o.model);
     const sb_tokenizer *tok = sb_model_tokenizer(m);
     sb_chat_tmpl tmpl = SB_CHAT_UNKNOWN;
+    const char *model_jinja = NULL; /* rendered with the model's own defaults when recognised */
     if (o.template_name) {
         tmpl = sb_chat_from_name(o.template_name);
         if (tmpl == SB_CHAT_UNKNOWN)
@@ -205,6 +206,7 @@ int cmd_chat(int argc, char **argv) {
     } else {
         const char *jinja = sb_tokenizer_chat_template(tok);
         tmpl = jinja ? sb_chat_detect(jinja) : SB_CHAT_UNKNOWN;
+        if (tmpl != SB_CHAT_UNKNOWN) model_jinja = jinja;
         if (tmpl == SB_CHAT_UNKNOWN) {
             const sb_model_config *cfg = sb_model_get_config(m);
             tmpl = !strcmp(cfg->arch, "phi3") ? SB_CHAT_PHI3 : SB_CHAT_CHATML;
@@ -256,7 +258,8 @@ int cmd_chat(int argc, char **argv) {
         }
         if (o.escape) unescape(line);
         PUSH("user", line);
-        char *text = sb_chat_apply(tmpl, msgs, n_msgs, true);
+        char *text = model_jinja ? sb_chat_apply_jinja(model_jinja, msgs, n_msgs, true)
+                                 : sb_chat_apply(tmpl, msgs, n_msgs, true);
         if (!text) cli_die("out of memory");
         sb_tokens ids = {0};
         /* BOS comes from the tokenizer, when the vocabulary wants one. */
