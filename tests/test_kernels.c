@@ -1,36 +1,74 @@
 /*
- * test_kernels.c - every SIMD row-dot kernel this CPU runs against the
- * scalar reference (dequantize, then dot in double precision) on random data,
- * with sentinels around the output of sb_matvec. Bound: the kernels compute
- * the same products and only add them in another order, so the difference
- * is float rounding: |fast - exact| <= 1e-5 * sum |w_i x_i|.
+ * test_kernels.c - every kernel path against a reference, on random data.
+ *
+ * 1. Float row dots (kernels_avx2.c sb_dot_*): the same products as
+ *    dequantize-then-dot, added in another order, so against the double
+ *    dot of the dequantized row: |fast - exact| <= 1e-5 * sum |w_i x_i|.
+ *
+ * 2. Quantized activations (kernels_scalar.c, the definition): x is rounded
+ *    to 8-bit blocks, x^_i = dx_b * q_i with dx_b = max_b |x| / 127, so
+ *    |x_i - x^_i| <= dx_b / 2 and the dot of the dequantized weights with x
+ *    can move by at most  E = sum_b dx_b / 2 * sum_{i in b} |w_i|.
+ *    The scalar kernel must be within 1.001 E + 1e-5 sum |w_i x_i| of the
+ *    exact double dot of w and the float x (the second term: f32 rounding),
+ *    and within 1e-5 sum |w_i x^_i| of the double dot of w and x^ (it then
+ *    checks the integer arithmetic, not only the error budget).
+ *
+ * 3. Every SIMD level the CPU runs (AVX2, AVX-512 VNNI) against the scalar
+ *    quantized kernel: the integer block sums are the same, only the float
+ *    additions across blocks differ: |simd - scalar| <= 1e-5 * sum_i
+ *    3 wmax_b |x^_i| (wmax_b the block's largest |w|; the 3 covers the
+ *    scale and min terms of Q4_1/K-quants, each at most 2 wmax_b). Q4_K and
+ *    Q6_K sum super-blocks in integers and must match bit for bit.
+ *
+ * Weights come both from the type's quantizer (realistic) and from random
+ * bytes with sane f16 scales (every bit pattern: Q8_0's -128, all nibbles).
+ * Odd row counts, odd block counts (the AVX-512 pair loop's tail), and
+ * sentinels around the outputs of sb_matvec / sb_matvec_q.
  */
 #include "tensor/kernels.h"
 #include "tensor/matvec.h"
 #include "test.h"
 
 static uint64_t rng = 88172645463325252ull;
-static float frand(void) {
+static uint64_t next(void) {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    return rng;
+}
+static float frand(void) { return (float)((double)(next() >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
+
+static void put16(uint8_t *p, float f) {
+    uint16_t h = sb_f32_to_f16(f);
+    memcpy(p, &h, 2);
 }
 
-int main(void) {
-    const int types[] = {SB_F32, SB_Q8_0, SB_Q4_0, SB_Q4_1, SB_Q4_K, SB_Q6_K};
-    fprintf(stderr, "kernels: %s\n", sb_kernels_isa());
+/* offsets of the f16 scale fields in a block (-1 ends) */
+static void scale_fields(int type, int off[3]) {
+    off[0] = off[1] = off[2] = -1;
+    switch (type) {
+    case SB_Q8_0: case SB_Q4_0: case SB_Q5_0: off[0] = 0; break;
+    case SB_Q4_1: case SB_Q5_1: case SB_Q4_K: case SB_Q5_K: off[0] = 0, off[1] = 2; break;
+    case SB_Q6_K: off[0] = 208; break;
+    }
+}
+
+static const int64_t lens[] = {37, 32, 96, 256, 576, 768, 1536, 3072};
+#define ROWS 7
+
+static void float_kernels(void) {
+    const int types[] = {SB_F32, SB_F16, SB_Q8_0, SB_Q4_0, SB_Q4_1, SB_Q4_K, SB_Q6_K};
     int tested = 0;
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         int type = types[k];
         const sb_type_traits *t = sb_type_traits_get(type);
         sb_row_dot_fn fast = sb_row_dot_for(type);
         if (!fast) {
-            SKIP("%s: no SIMD kernel on this CPU (%s)", t->name, sb_kernels_isa());
+            SKIP("%s: no SIMD float kernel on this CPU (%s)", t->name, sb_kernels_isa());
             continue;
         }
         tested++;
-        const int64_t lens[] = {32, 64, 96, 256, 576, 1536, 3072};
         for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
-            int64_t n = lens[li], rows = 7;
+            int64_t n = lens[li], rows = ROWS;
             if (n % t->blck_size) continue;
             size_t rb;
             sb_dtype_row_bytes(type, n, &rb);
@@ -47,19 +85,178 @@ int main(void) {
                 double err = fabs(fast(q + r * rb, x, n) - exact) / (mag + 1e-30);
                 if (err > worst) worst = err;
             }
-            CHECK(worst <= 1e-5, "%s n=%lld: relative error %.3g", t->name, (long long)n, worst);
-            /* sb_matvec uses the kernel; rows outside the range stay untouched */
-            float y[9];
-            for (int i = 0; i < 9; i++) y[i] = 12345.0f;
+            CHECK(worst <= 1e-5, "float %s n=%lld: relative error %.3g", t->name, (long long)n, worst);
+            float y[ROWS + 2];
+            for (int i = 0; i < ROWS + 2; i++) y[i] = 12345.0f;
             sb_tensor tw = {.name = "w", .type = type, .n_dims = 2, .ne = {n, rows, 1, 1}, .data = q, .nbytes = rb * rows};
             sb_matvec(&tw, x, y + 1, 1, rows - 1);
-            CHECK(y[0] == 12345.0f && y[1] == 12345.0f && y[rows] == 12345.0f && y[8] == 12345.0f,
-                  "%s: sb_matvec wrote outside rows 1..%lld", t->name, (long long)rows - 2);
-            CHECK(y[2] == fast(q + rb, x, n), "%s: sb_matvec uses the kernel", t->name);
+            CHECK(y[0] == 12345.0f && y[1] == 12345.0f && y[rows] == 12345.0f && y[rows + 1] == 12345.0f,
+                  "float %s: sb_matvec wrote outside rows 1..%lld", t->name, (long long)rows - 2);
+            CHECK(y[2] == fast(q + rb, x, n), "float %s: sb_matvec uses the kernel", t->name);
             free(w), free(x), free(deq), free(q);
         }
     }
     if (!getenv("SABIO_KERNELS") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        CHECK(tested == 6, "this CPU has AVX2+FMA: all six kernels must be tested (%d)", tested);
+        CHECK(tested == 7, "this CPU has AVX2+FMA: all seven float kernels must be tested (%d)", tested);
+}
+
+/* the dequantized activations x^ and the per-element half step dx_b / 2 */
+static void act_dequant(int act, const void *xq, int64_t n, float *xh, float *half) {
+    if (act == SB_Q8_0) {
+        const sb_q8a *b = xq;
+        for (int64_t i = 0; i < n; i++) xh[i] = b[i / 32].d * b[i / 32].qs[i % 32], half[i] = b[i / 32].d / 2;
+    } else {
+        const sb_q8k *b = xq;
+        for (int64_t i = 0; i < n; i++) xh[i] = b[i / 256].d * b[i / 256].qs[i % 256], half[i] = b[i / 256].d / 2;
+    }
+}
+
+static void quant_kernels(void) {
+    const int types[] = {SB_Q8_0, SB_Q4_0, SB_Q4_1, SB_Q5_0, SB_Q5_1, SB_Q4_K, SB_Q5_K, SB_Q6_K};
+    int levels_run[SB_ISA_COUNT] = {0};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        const int type = types[k], act = sb_act_type(type);
+        const sb_type_traits *t = sb_type_traits_get(type);
+        CHECK(act == (t->blck_size == 32 ? SB_Q8_0 : SB_Q8_K), "%s: activation type %d", t->name, act);
+        CHECK(sb_qdot_at(type, SB_ISA_SCALAR) != NULL, "%s: no scalar quantized kernel", t->name);
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            const int64_t n = lens[li], rows = ROWS;
+            if (n % t->blck_size) continue;
+            size_t rb;
+            sb_dtype_row_bytes(type, n, &rb);
+            float *w = malloc(sizeof(float) * n * rows), *x = malloc(sizeof(float) * n), *deq = malloc(sizeof(float) * n);
+            float *xh = malloc(sizeof(float) * n), *half = malloc(sizeof(float) * n);
+            const size_t xbytes = sb_act_bytes(act, n);
+            uint8_t *xq = malloc(xbytes + 64), *q = malloc(rb * rows);
+            memset(xq + xbytes, 0xa5, 64);
+            for (int src = 0; src < 2; src++) {
+                if (src == 0) {
+                    for (int64_t i = 0; i < n * rows; i++) w[i] = frand() * (1 + (i % 7)) + (i % 97 == 0 ? 20 : 0);
+                    for (int64_t r = 0; r < rows; r++) t->from_float(w + r * n, q + r * rb, n);
+                } else {
+                    int off[3];
+                    scale_fields(type, off);
+                    for (size_t i = 0; i < rb * rows; i++) q[i] = (uint8_t)next();
+                    for (size_t b0 = 0; b0 < rb * rows; b0 += t->type_size)
+                        for (int f = 0; f < 3 && off[f] >= 0; f++) put16(q + b0 + off[f], 0.001f + 0.01f * (float)fabs(frand()));
+                }
+                /* activations with a few outliers, as real hidden states have */
+                for (int64_t i = 0; i < n; i++) x[i] = frand() * 3 + (i % 61 == 0 ? 40 * frand() : 0);
+                sb_act_quantize(act, x, xq, n);
+                CHECK(xq[xbytes] == 0xa5 && xq[xbytes + 63] == 0xa5, "%s n=%lld: sb_act_quantize overran",
+                      t->name, (long long)n);
+                act_dequant(act, xq, n, xh, half);
+                if (sb_isa_supported(SB_ISA_AVX2)) { /* the AVX2 quantizer writes the scalar one's bytes */
+                    uint8_t *ref = malloc(xbytes);
+                    if (act == SB_Q8_0) sb_quantize_q8a(x, (sb_q8a *)(void *)ref, n);
+                    else sb_quantize_q8k(x, (sb_q8k *)(void *)ref, n);
+                    CHECK(!memcmp(ref, xq, xbytes), "%s n=%lld: AVX2 activation quantizer differs from the scalar one",
+                          t->name, (long long)n);
+                    free(ref);
+                }
+                double worst_q = 0, worst_int = 0, worst_simd[SB_ISA_COUNT] = {0};
+                sb_qdot_fn scalar = sb_qdot_at(type, SB_ISA_SCALAR);
+                for (int64_t r = 0; r < rows; r++) {
+                    const uint8_t *row = q + r * rb;
+                    t->to_float(row, deq, n);
+                    double exact = 0, mag = 0, budget = 0, exact_h = 0, mag_h = 0, mag_s = 0;
+                    for (int64_t i = 0; i < n; i++) {
+                        exact += (double)deq[i] * x[i], mag += fabs((double)deq[i] * x[i]);
+                        budget += fabs((double)deq[i]) * half[i];
+                        exact_h += (double)deq[i] * xh[i], mag_h += fabs((double)deq[i] * xh[i]);
+                    }
+                    for (int64_t b0 = 0; b0 < n; b0 += t->blck_size) {
+                        double wmax = 0;
+                        for (int64_t i = b0; i < b0 + t->blck_size; i++) wmax = fmax(wmax, fabs((double)deq[i]));
+                        for (int64_t i = b0; i < b0 + t->blck_size; i++) mag_s += 3 * wmax * fabs((double)xh[i]);
+                    }
+                    const float s = scalar(row, xq, n);
+                    double e = fabs(s - exact) / (1.001 * budget + 1e-5 * mag + 1e-30);
+                    if (e > worst_q) worst_q = e;
+                    e = fabs(s - exact_h) / (mag_s + 1e-30);
+                    if (e > worst_int) worst_int = e;
+                    for (int l = SB_ISA_AVX2; l < SB_ISA_COUNT; l++) {
+                        sb_qdot_fn f = sb_qdot_at(type, l);
+                        if (!f || !sb_isa_supported(l)) continue;
+                        levels_run[l]++;
+                        const float v = f(row, xq, n);
+                        e = fabs(v - s) / (mag_s + 1e-30);
+                        if ((type == SB_Q4_K || type == SB_Q6_K) && v != s) e = 1; /* must be bit-identical */
+                        if (e > worst_simd[l]) worst_simd[l] = e;
+                    }
+                }
+                const char *what = src ? "random bytes" : "quantized";
+                CHECK(worst_q <= 1, "%s n=%lld (%s): scalar quantized dot exceeds its error budget by x%.3g",
+                      t->name, (long long)n, what, worst_q);
+                CHECK(worst_int <= 1e-5, "%s n=%lld (%s): scalar vs exact dot with the rounded x: %.3g", t->name,
+                      (long long)n, what, worst_int);
+                for (int l = SB_ISA_AVX2; l < SB_ISA_COUNT; l++)
+                    CHECK(worst_simd[l] <= 1e-5, "%s n=%lld (%s): isa %d vs scalar: %.3g", t->name,
+                          (long long)n, what, l, worst_simd[l]);
+                /* sb_matvec_q: rows 1..rows-2 only, each the best kernel's value */
+                float y[ROWS + 2];
+                for (int i = 0; i < ROWS + 2; i++) y[i] = 12345.0f;
+                sb_tensor tw = {.name = "w", .type = type, .n_dims = 2, .ne = {n, rows, 1, 1}, .data = q, .nbytes = rb * rows};
+                sb_matvec_q(&tw, xq, y + 1, 1, rows - 1);
+                CHECK(y[0] == 12345.0f && y[1] == 12345.0f && y[rows] == 12345.0f && y[rows + 1] == 12345.0f,
+                      "%s: sb_matvec_q wrote outside rows 1..%lld", t->name, (long long)rows - 2);
+                sb_qdot_fn best = NULL;
+                for (int l = SB_ISA_COUNT - 1; l >= 0 && !best; l--)
+                    if (sb_isa_supported(l)) best = sb_qdot_at(type, l);
+                CHECK(y[3] == best(q + 2 * rb, xq, n), "%s: sb_matvec_q uses the best kernel", t->name);
+                /* sb_matmul_q: 3 activation rows (the same quantized x, scaled
+                 * copies), columns 2..rows-2 of a (3, rows + 1) output */
+                {
+                    const int nb = 3;
+                    const int64_t ldy = rows + 1;
+                    uint8_t *xs = malloc(xbytes * nb);
+                    float *yy = malloc(sizeof(float) * (size_t)(nb * ldy)), *x2 = malloc(sizeof(float) * n);
+                    for (int b = 0; b < nb; b++) {
+                        for (int64_t i = 0; i < n; i++) x2[i] = x[i] * (float)(b + 1) - (float)b;
+                        sb_act_quantize(act, x2, xs + (size_t)b * xbytes, n);
+                    }
+                    for (int64_t i = 0; i < nb * ldy; i++) yy[i] = 12345.0f;
+                    sb_matmul_q(&tw, xs, xbytes, nb, yy, ldy, 2, rows - 1);
+                    bool ok = true;
+                    for (int b = 0; b < nb; b++)
+                        for (int64_t r = 0; r < ldy; r++) {
+                            float want = r >= 2 && r < rows - 1 ? best(q + r * rb, xs + (size_t)b * xbytes, n) : 12345.0f;
+                            ok &= yy[b * ldy + r] == want;
+                        }
+                    CHECK(ok, "%s n=%lld: sb_matmul_q differs from the row kernel or wrote outside columns 2..%lld",
+                          t->name, (long long)n, (long long)rows - 2);
+                    free(xs), free(yy), free(x2);
+                }
+            }
+            free(w), free(x), free(deq), free(xh), free(half), free(xq), free(q);
+        }
+    }
+    for (int l = SB_ISA_AVX2; l < SB_ISA_COUNT; l++)
+        if (!sb_isa_supported(l)) SKIP("quantized kernels at isa level %d: not supported here", l);
+    if (!getenv("SABIO_KERNELS") && __builtin_cpu_supports("avx2"))
+        CHECK(levels_run[SB_ISA_AVX2] > 0, "AVX2 quantized kernels were not run");
+    if (!getenv("SABIO_KERNELS") && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"))
+        CHECK(levels_run[SB_ISA_AVX512] > 0, "AVX-512 quantized kernels were not run");
+}
+
+/* F32 and F16 have no integer kernel: sb_matvec_q takes the floats */
+static void float_types_fall_back(void) {
+    float w[64 * 3], x[64], y[3], r[3];
+    for (int i = 0; i < 64 * 3; i++) w[i] = frand();
+    for (int i = 0; i < 64; i++) x[i] = frand();
+    CHECK(sb_act_type(SB_F32) == SB_F32 && sb_act_type(SB_F16) == SB_F32, "float types quantize no activations");
+    sb_tensor tw = {.name = "w", .type = SB_F32, .n_dims = 2, .ne = {64, 3, 1, 1}, .data = w, .nbytes = sizeof w};
+    float xq[64];
+    sb_act_quantize(SB_F32, x, xq, 64);
+    sb_matvec_q(&tw, xq, y, 0, 3);
+    sb_matvec(&tw, x, r, 0, 3);
+    CHECK(!memcmp(y, r, sizeof y), "F32: sb_matvec_q equals sb_matvec");
+}
+
+int main(void) {
+    fprintf(stderr, "kernels: %s\n", sb_kernels_isa());
+    float_kernels();
+    quant_kernels();
+    float_types_fall_back();
     return TEST_END();
 }

@@ -13,6 +13,14 @@
  * step's smallest gap between top candidates (0.09 on logits near 24).
  * The 32 greedy ids must match exactly.
  *
+ * That is the exact decode path (sb_ctx_set_exact). The default fast path
+ * rounds each layer's matrix input to 8-bit blocks (x ~ d*q, d = max|x|/127
+ * per 32 elements) for the integer kernels: each product moves by up to
+ * max|x|/254 per element times sum |w|, which through 30 layers moved the
+ * chosen logits by up to 1.7% (measured). It is checked by the same 32 greedy
+ * ids and a 5% bound on the chosen logits; the first step (prompt batch and
+ * lm_head keep float activations) still at 1e-4.
+ *
  * Skips when models/SmolLM2-135M-Instruct.Q4_1.gguf (git-ignored, fetched by
  * the setup script) is absent.
  */
@@ -56,43 +64,47 @@ int main(void) {
     for (int i = 0; i < n_prompt && i < 512; i++) ids[i] = (int32_t)json_integer_value(json_array_get(pj, (size_t)i));
     int V = cfg->n_vocab;
     float *logits = malloc((size_t)V * sizeof(float));
-    sb_ctx *c = sb_ctx_new(m, 256, &err);
-    CHECK(c != NULL, "%s", err.msg);
-    sb_status st = c ? sb_decode(c, ids, n_prompt, logits, NULL, &err) : SB_ERR_INVALID;
-    CHECK(st == SB_OK, "prompt: %s", err.msg);
+    for (int exact = 1; exact >= 0; exact--) {
+        sb_ctx *c = sb_ctx_new(m, 256, &err);
+        CHECK(c != NULL, "%s", err.msg);
+        if (c) sb_ctx_set_exact(c, exact);
+        const float step_tol = exact ? 1e-4f : 5e-2f;
+        sb_status st = c ? sb_decode(c, ids, n_prompt, logits, NULL, &err) : SB_ERR_INVALID;
+        CHECK(st == SB_OK, "prompt: %s", err.msg);
 
-    /* first step: the top-5 logits, by id */
-    float worst_rel = 0.0f;
-    for (size_t k = 0; st == SB_OK && k < json_array_size(json_object_get(top, "ids")); k++) {
-        int id = (int)json_integer_value(json_array_get(json_object_get(top, "ids"), k));
-        double want = json_number_value(json_array_get(json_object_get(top, "logits"), k));
-        float got = logits[id];
-        float tol = 1e-4f * fmaxf(1.0f, fabsf((float)want));
-        float rel = fabsf(got - (float)want) / fmaxf(1.0f, fabsf((float)want));
-        if (rel > worst_rel) worst_rel = rel;
-        CHECK(fabsf(got - (float)want) <= tol, "first step logit of token %d: ours %.6f, "
-              "transformers %.6f (diff %.3g, tolerance %.3g)", id, got, want, got - want, tol);
+        /* first step: the top-5 logits, by id */
+        float worst_rel = 0.0f;
+        for (size_t k = 0; st == SB_OK && k < json_array_size(json_object_get(top, "ids")); k++) {
+            int id = (int)json_integer_value(json_array_get(json_object_get(top, "ids"), k));
+            double want = json_number_value(json_array_get(json_object_get(top, "logits"), k));
+            float got = logits[id];
+            float tol = 1e-4f * fmaxf(1.0f, fabsf((float)want));
+            float rel = fabsf(got - (float)want) / fmaxf(1.0f, fabsf((float)want));
+            if (rel > worst_rel) worst_rel = rel;
+            CHECK(fabsf(got - (float)want) <= tol, "first step logit of token %d: ours %.6f, "
+                  "transformers %.6f (diff %.3g, tolerance %.3g)", id, got, want, got - want, tol);
+        }
+        /* greedy ids, and the chosen token's logit at every step */
+        int n_match = 0;
+        for (int i = 0; st == SB_OK && i < n_gen; i++) {
+            int32_t want = (int32_t)json_integer_value(json_array_get(gj, (size_t)i));
+            int32_t got = (int32_t)sb_argmax(logits, V);
+            float want_logit = (float)json_number_value(json_array_get(chosen, (size_t)i));
+            float rel = fabsf(logits[want] - want_logit) / fmaxf(1.0f, fabsf(want_logit));
+            if (rel > worst_rel) worst_rel = rel;
+            CHECK(got == want, "greedy step %d: ours %d (logit %.5f), transformers %d (logit %.5f "
+                  "here, %.5f there)", i, got, logits[got], want, logits[want], want_logit);
+            CHECK(rel <= (i ? step_tol : 1e-4f), "%s step %d: chosen logit ours %.6f, transformers %.6f",
+                  exact ? "exact" : "fast", i, logits[want], want_logit);
+            if (got != want) break;
+            n_match++;
+            if (i + 1 < n_gen) st = sb_decode(c, &want, 1, logits, NULL, &err);
+        }
+        CHECK(st == SB_OK, "generation: %s", err.msg);
+        printf("  SmolLM2-135M Q4_1 (%s decode): %d/%d greedy ids match; max relative logit error %.3g\n",
+               exact ? "exact" : "fast", n_match, n_gen, worst_rel);
+        sb_ctx_free(c);
     }
-    /* greedy ids, and the chosen token's logit at every step */
-    int n_match = 0;
-    for (int i = 0; st == SB_OK && i < n_gen; i++) {
-        int32_t want = (int32_t)json_integer_value(json_array_get(gj, (size_t)i));
-        int32_t got = (int32_t)sb_argmax(logits, V);
-        float want_logit = (float)json_number_value(json_array_get(chosen, (size_t)i));
-        float rel = fabsf(logits[want] - want_logit) / fmaxf(1.0f, fabsf(want_logit));
-        if (rel > worst_rel) worst_rel = rel;
-        CHECK(got == want, "greedy step %d: ours %d (logit %.5f), transformers %d (logit %.5f "
-              "here, %.5f there)", i, got, logits[got], want, logits[want], want_logit);
-        CHECK(rel <= 1e-4f, "step %d: chosen logit ours %.6f, transformers %.6f", i,
-              logits[want], want_logit);
-        if (got != want) break;
-        n_match++;
-        if (i + 1 < n_gen) st = sb_decode(c, &want, 1, logits, NULL, &err);
-    }
-    CHECK(st == SB_OK, "generation: %s", err.msg);
-    printf("  SmolLM2-135M Q4_1: %d/%d greedy ids match; max relative logit error %.3g\n",
-           n_match, n_gen, worst_rel);
-    sb_ctx_free(c);
     free(logits);
     sb_model_free(m);
     json_decref(ref);

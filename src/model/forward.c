@@ -53,12 +53,17 @@ struct sb_ctx {
     uint8_t *pos_long;  /* (T) 1 if that position's keys used LongRoPE's long factors */
     float *slab;
     sb_pool *pool;      /* threads for the matrix-vector products (may be NULL) */
+    void *xq;           /* (SMALL_BATCH, xq_stride bytes) the current product's input rows
+                           quantized for the integer kernels */
+    size_t xq_stride;
+    bool exact;         /* decode with float activations (sb_matvec) instead */
 };
 
 /* ------------------------------------------------------------ context -- */
 
 #define PREFILL_BATCH 128 /* B: prompt tokens pushed through the matrices together */
 #define MAX_THREADS 8    /* threads a context uses at most */
+#define SMALL_BATCH 16   /* prompt batches up to this size use the integer kernels (fast mode) */
 
 sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err) {
     const sb_model_config *p = &m->cfg;
@@ -89,6 +94,8 @@ sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err) {
     c->m = m;
     c->n_ctx = n_ctx;
     c->rope_long = -1;
+    const char *exact = getenv("SABIO_EXACT"); /* "1": float activations by default (measurements) */
+    c->exact = exact && strcmp(exact, "0") != 0;
     c->slab = slab;
     c->tokens = tokens;
     c->pos_long = pos_long;
@@ -127,6 +134,13 @@ sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err) {
     c->batt_w = s, s += (size_t)MAX_THREADS * T;
     c->wtile = s;
     c->wtile_stride = (size_t)SB_MATMUL_TILE * W;
+    c->xq_stride = sb_act_bytes(SB_Q8_0, (int64_t)W + 256) + sb_act_bytes(SB_Q8_K, (int64_t)W + 256);
+    c->xq = sb_calloc(SMALL_BATCH, c->xq_stride);
+    if (!c->xq) {
+        sb_ctx_free(c);
+        sb_err_set(err, SB_ERR_NOMEM, "out of memory for the quantized activations");
+        return NULL;
+    }
     int nt = (int)sysconf(_SC_NPROCESSORS_ONLN);
     c->pool = sb_pool_new(nt > MAX_THREADS ? MAX_THREADS : nt); /* NULL: one thread */
     sb_blas_single_thread(); /* products are split over our own threads */
@@ -148,10 +162,13 @@ void sb_ctx_free(sb_ctx *c) {
     sb_pool_free(c->pool);
     free(c->slab);
     free(c->bslab);
+    free(c->xq);
     free(c->tokens);
     free(c->pos_long);
     free(c);
 }
+
+void sb_ctx_set_exact(sb_ctx *c, bool exact) { c->exact = exact; }
 
 int sb_ctx_n_past(const sb_ctx *c) { return c->n_past; }
 int sb_ctx_n_ctx(const sb_ctx *c) { return c->n_ctx; }
@@ -184,27 +201,48 @@ static void set_rope_freqs(sb_ctx *c, int use_long) {
 
 /* y = W x with the rows split over the context's threads; each row is
  * computed by one thread in the same order, so results do not depend on the
- * thread count. */
+ * thread count. Quantized weights read x quantized once here (sb_matvec_q)
+ * unless the context is exact. */
 typedef struct mv_task {
     const sb_tensor *w;
     const float *x;
+    const void *xq; /* NULL: float path */
     float *y;
     int64_t n;
 } mv_task;
 
+static void mv_rows(const mv_task *t, int64_t r0, int64_t r1) {
+    if (t->xq) sb_matvec_q(t->w, t->xq, t->y, r0, r1);
+    else sb_matvec(t->w, t->x, t->y, r0, r1);
+}
+
 static void mv_worker(void *arg, int ith, int nth) {
     const mv_task *t = arg;
     int64_t per = (t->n + nth - 1) / nth, r0 = (int64_t)ith * per, r1 = r0 + per < t->n ? r0 + per : t->n;
-    if (r0 < r1) sb_matvec(t->w, t->x, t->y, r0, r1);
+    if (r0 < r1) mv_rows(t, r0, r1);
+}
+
+static void mv_as(sb_ctx *c, const sb_tensor *w, const float *x, float *y, int64_t n, int act) {
+    mv_task t = {w, x, NULL, y, n};
+    if (act != SB_F32) {
+        sb_act_quantize(act, x, c->xq, w->ne[0]);
+        t.xq = c->xq;
+    }
+    if (n < 256 || !c->pool) mv_rows(&t, 0, n);
+    else sb_pool_run(c->pool, mv_worker, &t);
 }
 
 static void mv(sb_ctx *c, const sb_tensor *w, const float *x, float *y, int64_t n) {
-    if (n < 256 || !c->pool) {
-        sb_matvec(w, x, y, 0, n);
-        return;
-    }
-    mv_task t = {w, x, y, n};
-    sb_pool_run(c->pool, mv_worker, &t);
+    mv_as(c, w, x, y, n, c->exact ? SB_F32 : sb_act_type(w->type));
+}
+
+/* The logits keep float activations even in fast mode: they are what the
+ * sampler reads, the final hidden state's outliers make 8-bit blocks lose
+ * most (measured on SmolLM2: 0.5% of a logit from lm_head alone, enough to
+ * change a greedy answer), and for a memory-bound Q8_0 lm_head the float
+ * kernel costs about 3% of a token. */
+static void mv_logits(sb_ctx *c, const sb_tensor *w, const float *x, float *y, int64_t n) {
+    mv_as(c, w, x, y, n, SB_F32);
 }
 
 /* Y = X W^T for B rows, output columns split over the threads in whole
@@ -226,9 +264,93 @@ static void mm_worker(void *arg, int ith, int nth) {
     sb_matmul_rows(t->w, t->x, t->n, t->y, t->ldy, t->c->wtile + (size_t)ith * t->c->wtile_stride, r0, r1);
 }
 
-static void mm(sb_ctx *c, const sb_tensor *w, const float *x, int n, float *y, int64_t ldy) {
+/* Short batches in fast mode: the rows quantized once, each weight row
+ * dotted with all of them (sb_matmul_q) -- cheaper than dequantizing every
+ * weight for sgemm, and the same dots as decoding one token at a time. */
+typedef struct mmq_task {
+    const sb_tensor *w;
+    const void *xq;
+    size_t xq_stride;
+    int n;
+    float *y;
+    int64_t ldy;
+} mmq_task;
+
+static void mmq_worker(void *arg, int ith, int nth) {
+    const mmq_task *t = arg;
+    const int64_t rows = t->w->ne[1], per = (rows + nth - 1) / nth, r0 = (int64_t)ith * per;
+    const int64_t r1 = r0 + per < rows ? r0 + per : rows;
+    if (r0 < r1) sb_matmul_q(t->w, t->xq, t->xq_stride, t->n, t->y, t->ldy, r0, r1);
+}
+
+static void mm_as(sb_ctx *c, const sb_tensor *w, const float *x, int n, float *y, int64_t ldy, int act) {
+    if (act != SB_F32 && n <= SMALL_BATCH) {
+        for (int b = 0; b < n; b++)
+            sb_act_quantize(act, x + (size_t)b * (size_t)w->ne[0], (uint8_t *)c->xq + (size_t)b * c->xq_stride, w->ne[0]);
+        mmq_task t = {w, c->xq, c->xq_stride, n, y, ldy};
+        sb_pool_run(c->pool, mmq_worker, &t);
+        return;
+    }
     mm_task t = {c, w, x, n, y, ldy};
     sb_pool_run(c->pool, mm_worker, &t);
+}
+
+static void mm(sb_ctx *c, const sb_tensor *w, const float *x, int n, float *y, int64_t ldy) {
+    mm_as(c, w, x, n, y, ldy, c->exact ? SB_F32 : sb_act_type(w->type));
+}
+
+/* Causal attention of head h of one query row q at position pos over the
+ * cached keys/values kc, vc (T, Hkv*Hd) of one layer, into out (Hq*Hd);
+ * att: scratch for T weights. The sliding-window mask keeps keys t with
+ * pos - W < t <= pos (masking_utils.sliding_window_overlay); query head h
+ * reads kv head h / n_rep (repeat_kv). */
+static void attend_head(const sb_ctx *c, const float *q, int pos, const float *kc, const float *vc, float *out,
+                        float *att, int h) {
+    const sb_model_config *p = &c->m->cfg;
+    const int Hd = p->head_dim, nkv = p->n_head_kv * Hd, n_rep = p->n_head / p->n_head_kv;
+    const float scale = (float)(1.0 / sqrt((double)Hd)); /* head_dim ** -0.5 */
+    int t0 = 0;
+    if (p->sliding_window > 0 && pos - p->sliding_window + 1 > 0) t0 = pos - p->sliding_window + 1;
+    const float *qh = q + (size_t)h * Hd;
+    const size_t koff = (size_t)(h / n_rep) * Hd;
+    for (int t = t0; t <= pos; t++) att[t - t0] = sb_vec_dot_f32(qh, kc + (size_t)t * nkv + koff, Hd) * scale;
+    sb_softmax(att, pos - t0 + 1);
+    float *oh = out + (size_t)h * Hd;
+    memset(oh, 0, (size_t)Hd * sizeof(float));
+    for (int t = t0; t <= pos; t++) {
+        const float *vt = vc + (size_t)t * nkv + koff;
+        const float a = att[t - t0];
+        for (int i = 0; i < Hd; i++) oh[i] += a * vt[i];
+    }
+}
+
+/* All heads of one query row, in one thread. */
+static void attend(sb_ctx *c, const float *q, int pos, const float *kc, const float *vc, float *out, float *att) {
+    for (int h = 0; h < c->m->cfg.n_head; h++) attend_head(c, q, pos, kc, vc, out, att, h);
+}
+
+typedef struct head_task {
+    sb_ctx *c;
+    const float *q, *kc, *vc;
+    float *out;
+    int pos;
+} head_task;
+
+static void head_worker(void *arg, int ith, int nth) {
+    const head_task *t = arg;
+    for (int h = ith; h < t->c->m->cfg.n_head; h += nth)
+        attend_head(t->c, t->q, t->pos, t->kc, t->vc, t->out, t->c->batt_w + (size_t)ith * t->c->n_ctx, h);
+}
+
+/* One query row, heads split over the threads (each head in one thread: the
+ * result does not depend on the thread count). */
+static void attention(sb_ctx *c, const float *q, int pos, const float *kc, const float *vc, float *out) {
+    if (!c->pool) {
+        attend(c, q, pos, kc, vc, out, c->att);
+        return;
+    }
+    head_task t = {c, q, kc, vc, out, pos};
+    sb_pool_run(c->pool, head_worker, &t);
 }
 
 /* Runs one token at position pos (keys/values of 0..pos-1 are cached),
@@ -238,8 +360,6 @@ static void forward_token(sb_ctx *c, int32_t token, int pos, float *logits) {
     const sb_model_config *p = &m->cfg;
     const int D = p->n_embd, Hd = p->head_dim, F = p->n_ff;
     const int nq = p->n_head * Hd, nkv = p->n_head_kv * Hd;
-    const int n_rep = p->n_head / p->n_head_kv; /* repeat_kv: query head h reads kv head h / n_rep */
-    const float scale = (float)(1.0 / sqrt((double)Hd)); /* head_dim ** -0.5 */
     float *x = c->x, *q = c->qkv, *k = q + nq, *v = k + nkv;
 
     /* x = embed_tokens(input_ids) */
@@ -269,29 +389,8 @@ static void forward_token(sb_ctx *c, int32_t token, int pos, float *logits) {
         memcpy(kc + (size_t)pos * nkv, k, (size_t)nkv * sizeof(float));
         memcpy(vc + (size_t)pos * nkv, v, (size_t)nkv * sizeof(float));
 
-        /* attn = softmax(q k^T * scale + mask) v; the sliding-window mask
-         * keeps keys t with pos - W < t <= pos (masking_utils.sliding_window_overlay) */
-        int t0 = 0;
-        if (p->sliding_window > 0 && pos - p->sliding_window + 1 > 0) t0 = pos - p->sliding_window + 1;
-        int n_att = pos - t0 + 1;
-        for (int h = 0; h < p->n_head; h++) {
-            const float *qh = q + (size_t)h * Hd;
-            const size_t koff = (size_t)(h / n_rep) * Hd;
-            for (int t = t0; t <= pos; t++) {
-                const float *kt = kc + (size_t)t * nkv + koff;
-                float s = 0.0f;
-                for (int i = 0; i < Hd; i++) s += qh[i] * kt[i];
-                c->att[t - t0] = s * scale;
-            }
-            sb_softmax(c->att, n_att);
-            float *oh = c->att_out + (size_t)h * Hd;
-            memset(oh, 0, (size_t)Hd * sizeof(float));
-            for (int t = t0; t <= pos; t++) {
-                const float *vt = vc + (size_t)t * nkv + koff;
-                float a = c->att[t - t0];
-                for (int i = 0; i < Hd; i++) oh[i] += a * vt[i];
-            }
-        }
+        /* attn = softmax(q k^T * scale + mask) v, heads split over the threads */
+        attention(c, q, pos, kc, vc, c->att_out);
         /* x = x + o_proj(attn) */
         mv(c, &L->wo, c->att_out, c->xb2, D);
         sb_add(x, c->xb2, D);
@@ -313,36 +412,7 @@ static void forward_token(sb_ctx *c, int32_t token, int pos, float *logits) {
     if (!logits) return;
     /* logits = lm_head(norm(x)) */
     sb_rmsnorm(x, x, m->output_norm, D, p->rms_eps);
-    mv(c, &m->output, x, logits, p->n_vocab);
-}
-
-/* Causal attention of one query row q (all heads) at position pos over the
- * cached keys/values of layer l, into out (Hq*Hd). Same arithmetic as in
- * forward_token. */
-static void attend(sb_ctx *c, const float *q, int pos, const float *kc, const float *vc, float *out, float *att) {
-    const sb_model_config *p = &c->m->cfg;
-    const int Hd = p->head_dim, nkv = p->n_head_kv * Hd, n_rep = p->n_head / p->n_head_kv;
-    const float scale = (float)(1.0 / sqrt((double)Hd));
-    int t0 = 0;
-    if (p->sliding_window > 0 && pos - p->sliding_window + 1 > 0) t0 = pos - p->sliding_window + 1;
-    for (int h = 0; h < p->n_head; h++) {
-        const float *qh = q + (size_t)h * Hd;
-        const size_t koff = (size_t)(h / n_rep) * Hd;
-        for (int t = t0; t <= pos; t++) {
-            const float *kt = kc + (size_t)t * nkv + koff;
-            float sc = 0.0f;
-            for (int i = 0; i < Hd; i++) sc += qh[i] * kt[i];
-            att[t - t0] = sc * scale;
-        }
-        sb_softmax(att, pos - t0 + 1);
-        float *oh = out + (size_t)h * Hd;
-        memset(oh, 0, (size_t)Hd * sizeof(float));
-        for (int t = t0; t <= pos; t++) {
-            const float *vt = vc + (size_t)t * nkv + koff;
-            float a = att[t - t0];
-            for (int i = 0; i < Hd; i++) oh[i] += a * vt[i];
-        }
-    }
+    mv_logits(c, &m->output, x, logits, p->n_vocab);
 }
 
 typedef struct att_task {
@@ -425,10 +495,10 @@ static void forward_batch(sb_ctx *c, const int32_t *tokens, int B, int pos0, flo
     if (!all_logits && !last_logits) return;
     for (int b = 0; b < B; b++) sb_rmsnorm(c->bx + (size_t)b * D, c->bx + (size_t)b * D, m->output_norm, D, p->rms_eps);
     if (all_logits) {
-        mm(c, &m->output, c->bx, B, all_logits, V);
+        mm_as(c, &m->output, c->bx, B, all_logits, V, SB_F32); /* logits: float, see mv_logits */
         if (last_logits) memcpy(last_logits, all_logits + (size_t)(B - 1) * V, (size_t)V * sizeof(float));
     } else {
-        mv(c, &m->output, c->bx + (size_t)(B - 1) * D, last_logits, V);
+        mv_logits(c, &m->output, c->bx + (size_t)(B - 1) * D, last_logits, V);
     }
 }
 

@@ -8,6 +8,8 @@
 
 #include "tensor/tensor.h"
 
+#include <stdbool.h>
+
 typedef float (*sb_row_dot_fn)(const void *row, const float *x, int64_t n);
 
 /* The fastest kernel this CPU runs for the type, or NULL where only the
@@ -17,10 +19,68 @@ sb_row_dot_fn sb_row_dot_for(int type);
 const char *sb_kernels_isa(void);
 
 float sb_dot_f32_avx2(const void *row, const float *x, int64_t n);
+float sb_dot_f16_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q8_0_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q4_0_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q4_1_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q4_k_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q6_k_avx2(const void *row, const float *x, int64_t n);
+
+/* ---- quantized activations (kernels_scalar.c defines the arithmetic) ----
+ *
+ * The activation vector is quantized once per product, then every weight row
+ * is dotted with it in integers, one float scale per block (as llama.cpp
+ * does; our own code and block layouts, which never leave memory):
+ *   sb_q8a: 32 elements, x[j] ~ d * qs[j], s = d * sum(qs) (for the min term
+ *           of Q4_1/Q5_1); for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 weights.
+ *   sb_q8k: 256 elements, bsums = sums of 16 qs; for Q4_K, Q5_K, Q6_K.
+ * qs are in -127..127, d = max|x| / 127, rounding to nearest even. */
+typedef struct sb_q8a {
+    float d, s;
+    int8_t qs[32];
+} sb_q8a;
+typedef struct sb_q8k {
+    float d;
+    int8_t qs[256];
+    int16_t bsums[16];
+} sb_q8k;
+
+void sb_quantize_q8a(const float *x, sb_q8a *y, int64_t n);
+void sb_quantize_q8k(const float *x, sb_q8k *y, int64_t n);
+/* The same bytes, with AVX2 (chosen by sb_act_quantize when the CPU has it). */
+void sb_quantize_q8a_avx2(const float *x, sb_q8a *y, int64_t n);
+void sb_quantize_q8k_avx2(const float *x, sb_q8k *y, int64_t n);
+/* Q4_K/Q5_K 6-bit (scale, min) of sub-block j from the 12 scale bytes. */
+void sb_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
+
+/* One weight row (n elements, its block layout) times quantized activations. */
+typedef float (*sb_qdot_fn)(const void *row, const void *xq, int64_t n);
+
+/* Instruction sets, in order of preference. */
+enum { SB_ISA_SCALAR = 0, SB_ISA_AVX2 = 1, SB_ISA_AVX512 = 2, SB_ISA_COUNT = 3 };
+/* The quantized-activation dot for weight type `type` at instruction set
+ * level `isa` (NULL if there is none at that level; the caller falls back to
+ * a lower level). For tests: sb_qdot_for() picks the best the CPU runs. */
+sb_qdot_fn sb_qdot_at(int type, int isa);
+/* true if this CPU runs level isa (SABIO_KERNELS=scalar|avx2 caps it). */
+bool sb_isa_supported(int isa);
+
+#define SB_QDOT_DECL(t, isa) float sb_qdot_##t##_##isa(const void *row, const void *xq, int64_t n);
+#define SB_QDOT_ALL(isa)                                                                                     \
+    SB_QDOT_DECL(q8_0, isa) SB_QDOT_DECL(q4_0, isa) SB_QDOT_DECL(q4_1, isa) SB_QDOT_DECL(q5_0, isa)          \
+    SB_QDOT_DECL(q5_1, isa) SB_QDOT_DECL(q4_k, isa) SB_QDOT_DECL(q5_k, isa) SB_QDOT_DECL(q6_k, isa)
+SB_QDOT_ALL(scalar)
+SB_QDOT_DECL(q8_0, avx2)
+SB_QDOT_DECL(q4_0, avx2)
+SB_QDOT_DECL(q4_1, avx2)
+SB_QDOT_DECL(q4_k, avx2)
+SB_QDOT_DECL(q6_k, avx2)
+SB_QDOT_DECL(q8_0, avx512)
+SB_QDOT_DECL(q4_0, avx512)
+SB_QDOT_DECL(q4_1, avx512)
+SB_QDOT_DECL(q4_k, avx512)
+SB_QDOT_DECL(q6_k, avx512)
+#undef SB_QDOT_DECL
+#undef SB_QDOT_ALL
 
 #endif

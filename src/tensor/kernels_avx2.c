@@ -43,6 +43,20 @@ float sb_dot_f32_avx2(const void *row, const float *x, int64_t n) {
     return s;
 }
 
+/* F16 row: 8 halves at a time widened with F16C */
+float sb_dot_f16_avx2(const void *row, const float *x, int64_t n) {
+    const uint8_t *a = row;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + 2 * i))), _mm256_loadu_ps(x + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + 2 * i + 16))), _mm256_loadu_ps(x + i + 8), s1);
+    }
+    float s = hsum(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += load_f16(a + 2 * i) * x[i];
+    return s;
+}
+
 /* Q8_0 {f16 d; i8 q[32]}: sum over blocks of d * sum(q * x) */
 float sb_dot_q8_0_avx2(const void *row, const float *x, int64_t n) {
     const uint8_t *b = row;
@@ -177,4 +191,184 @@ float sb_dot_q6_k_avx2(const void *row, const float *x, int64_t n) {
         total += hsum(acc);
     }
     return total;
+}
+
+/* ==== quantized activations (kernels.h sb_q8a / sb_q8k): integer dots ====
+ * The same integers as kernels_scalar.c. Q4_K and Q6_K sum each super-block
+ * in integers, so they equal the scalar results bit for bit; the 32-element
+ * types keep per-lane float sums (other addition order). */
+
+static inline int hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 8 lanes of sums of 4 products u8 * s8 (|pair sums| stay below 2^15 here:
+ * u <= 128, |s| <= 127) */
+static inline __m256i dot_u8s8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+/* s8 * s8: move w's sign onto x */
+static inline __m256i dot_s8s8(__m256i w, __m256i x) { return dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)); }
+
+/* 16 bytes of nibble pairs -> 32 bytes: low nibbles (elements 0..15), then high */
+static inline __m256i nibbles(const uint8_t *p) {
+    const __m128i qs = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0f));
+}
+
+float sb_qdot_q8_0_avx2(const void *row, const void *xq, int64_t n) {
+    const uint8_t *b = row;
+    const sb_q8a *x = xq;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i++, b += 34, x++) {
+        __m256i p = dot_s8s8(_mm256_loadu_si256((const __m256i *)(b + 2)), _mm256_loadu_si256((const __m256i *)x->qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b) * x->d), _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum(acc);
+}
+
+float sb_qdot_q4_0_avx2(const void *row, const void *xq, int64_t n) {
+    const uint8_t *b = row;
+    const sb_q8a *x = xq;
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i++, b += 18, x++) {
+        __m256i w = _mm256_sub_epi8(nibbles(b + 2), eight);
+        __m256i p = dot_s8s8(w, _mm256_loadu_si256((const __m256i *)x->qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b) * x->d), _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum(acc);
+}
+
+float sb_qdot_q4_1_avx2(const void *row, const void *xq, int64_t n) {
+    const uint8_t *b = row;
+    const sb_q8a *x = xq;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < n / 32; i++, b += 20, x++) {
+        __m256i p = dot_u8s8(nibbles(b + 4), _mm256_loadu_si256((const __m256i *)x->qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b) * x->d), _mm256_cvtepi32_ps(p), acc);
+        mins += load_f16(b + 2) * x->s;
+    }
+    return hsum(acc) + mins;
+}
+
+float sb_qdot_q4_k_avx2(const void *row, const void *xq, int64_t n) {
+    const uint8_t *b = row;
+    const sb_q8k *x = xq;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    float sum = 0;
+    for (int64_t i = 0; i < n / 256; i++, b += 144, x++) {
+        uint8_t sc[8], m[8];
+        int msum = 0;
+        for (int j = 0; j < 8; j++) {
+            sb_k4_scale_min(j, b + 4, &sc[j], &m[j]);
+            msum += m[j] * (x->bsums[2 * j] + x->bsums[2 * j + 1]);
+        }
+        __m256i isum = _mm256_setzero_si256();
+        for (int p = 0; p < 4; p++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * p));
+            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x->qs + 64 * p)));
+            __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x->qs + 64 * p + 32)));
+            p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * p]));
+            p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * p + 1]));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+        }
+        sum += load_f16(b) * x->d * (float)hsum_i32(isum) - load_f16(b + 2) * x->d * (float)msum;
+    }
+    return sum;
+}
+
+float sb_qdot_q6_k_avx2(const void *row, const void *xq, int64_t n) {
+    const uint8_t *b = row;
+    const sb_q8k *x = xq;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+    float sum = 0;
+    for (int64_t i = 0; i < n / 256; i++, b += 210, x++) {
+        const int8_t *sc = (const int8_t *)(b + 192);
+        /* the -32 offset: group g of 16 covers x elements 16g.. (see scalar) */
+        int off = 0;
+        for (int g = 0; g < 16; g++) off += sc[g] * x->bsums[g];
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+            const int8_t *xs = x->qs + 128 * h, *s = sc + 8 * h;
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+            for (int k = 0; k < 4; k++) {
+                __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(xs + 32 * k)));
+                const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(s[2 * k + 1]), _mm_set1_epi16(s[2 * k]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scv));
+            }
+        }
+        sum += load_f16(b + 208) * x->d * (float)(hsum_i32(isum) - 32 * off);
+    }
+    return sum;
+}
+
+/* ==== activation quantizers: the same bytes as kernels_scalar.c's (max is
+ * exact in any order; x * id and round-to-nearest-even are the same IEEE
+ * operations), 8 lanes at a time ==== */
+
+static inline float hmax(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* 32 floats -> 32 int8 (round(x * id), clamped to +-127); returns the four
+ * int32 vectors through q (for sums) */
+static inline void q8_32(const float *x, __m256 id, int8_t *out, __m256i q[4]) {
+    const __m256i lim = _mm256_set1_epi32(127), nlim = _mm256_set1_epi32(-127);
+    for (int k = 0; k < 4; k++) {
+        __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        q[k] = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(v), lim), nlim);
+    }
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)out, p);
+}
+
+static inline float amax_n(const float *x, int n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < n; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+    return hmax(m);
+}
+
+void sb_quantize_q8a_avx2(const float *x, sb_q8a *y, int64_t n) {
+    for (int64_t i = 0; i < n / 32; i++, x += 32, y++) {
+        const float amax = amax_n(x, 32);
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256i q[4];
+        q8_32(x, _mm256_set1_ps(id), y->qs, q);
+        y->d = d;
+        y->s = d * (float)hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    }
+}
+
+void sb_quantize_q8k_avx2(const float *x, sb_q8k *y, int64_t n) {
+    for (int64_t i = 0; i < n / 256; i++, x += 256, y++) {
+        const float amax = amax_n(x, 256);
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int c = 0; c < 8; c++) {
+            __m256i q[4];
+            q8_32(x + 32 * c, _mm256_set1_ps(id), y->qs + 32 * c, q);
+            y->bsums[2 * c] = (int16_t)hsum_i32(_mm256_add_epi32(q[0], q[1]));
+            y->bsums[2 * c + 1] = (int16_t)hsum_i32(_mm256_add_epi32(q[2], q[3]));
+        }
+        y->d = d;
+    }
 }

@@ -45,24 +45,38 @@ void sb_get_row(const sb_tensor *w, int64_t r, float *out) {
 
 /* ---- run-time kernel choice ---- */
 
-static int g_isa = -1; /* 0 scalar, 1 avx2 */
+static int g_isa = -1; /* best SB_ISA_* this CPU runs, capped by SABIO_KERNELS */
 
 static int isa(void) {
     int v = __atomic_load_n(&g_isa, __ATOMIC_ACQUIRE);
     if (v >= 0) return v;
     const char *force = getenv("SABIO_KERNELS");
     __builtin_cpu_init();
-    v = (!force || strcmp(force, "scalar")) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+    v = SB_ISA_SCALAR;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+        v = SB_ISA_AVX2;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+            __builtin_cpu_supports("avx512vnni"))
+            v = SB_ISA_AVX512;
+    }
+    if (force && !strcmp(force, "scalar")) v = SB_ISA_SCALAR;
+    if (force && !strcmp(force, "avx2") && v > SB_ISA_AVX2) v = SB_ISA_AVX2;
     __atomic_store_n(&g_isa, v, __ATOMIC_RELEASE);
     return v;
 }
 
-const char *sb_kernels_isa(void) { return isa() ? "avx2" : "scalar"; }
+static const char *const isa_names[SB_ISA_COUNT] = {"scalar", "avx2", "avx512"};
+
+const char *sb_kernels_isa(void) { return isa_names[isa()]; }
+
+bool sb_isa_supported(int level) { return level >= 0 && level <= isa(); }
 
 sb_row_dot_fn sb_row_dot_for(int type) {
-    if (!isa()) return NULL;
+    if (isa() < SB_ISA_AVX2) return NULL;
     switch (type) {
     case SB_F32: return sb_dot_f32_avx2;
+    case SB_F16: return sb_dot_f16_avx2;
     case SB_Q8_0: return sb_dot_q8_0_avx2;
     case SB_Q4_0: return sb_dot_q4_0_avx2;
     case SB_Q4_1: return sb_dot_q4_1_avx2;
@@ -70,6 +84,82 @@ sb_row_dot_fn sb_row_dot_for(int type) {
     case SB_Q6_K: return sb_dot_q6_k_avx2;
     default: return NULL;
     }
+}
+
+/* ---- quantized activations ---- */
+
+/* One row per weight type with an integer kernel: the activation blocks it
+ * reads and its kernel per instruction set (NULL: use a lower level). */
+typedef struct qdot_row {
+    int type, act_type;
+    sb_qdot_fn fn[SB_ISA_COUNT];
+} qdot_row;
+
+static const qdot_row qdot_table[] = {
+    {SB_Q8_0, SB_Q8_0, {sb_qdot_q8_0_scalar, sb_qdot_q8_0_avx2, sb_qdot_q8_0_avx512}},
+    {SB_Q4_0, SB_Q8_0, {sb_qdot_q4_0_scalar, sb_qdot_q4_0_avx2, sb_qdot_q4_0_avx512}},
+    {SB_Q4_1, SB_Q8_0, {sb_qdot_q4_1_scalar, sb_qdot_q4_1_avx2, sb_qdot_q4_1_avx512}},
+    {SB_Q5_0, SB_Q8_0, {sb_qdot_q5_0_scalar, NULL, NULL}},
+    {SB_Q5_1, SB_Q8_0, {sb_qdot_q5_1_scalar, NULL, NULL}},
+    {SB_Q4_K, SB_Q8_K, {sb_qdot_q4_k_scalar, sb_qdot_q4_k_avx2, sb_qdot_q4_k_avx512}},
+    {SB_Q5_K, SB_Q8_K, {sb_qdot_q5_k_scalar, NULL, NULL}},
+    {SB_Q6_K, SB_Q8_K, {sb_qdot_q6_k_scalar, sb_qdot_q6_k_avx2, sb_qdot_q6_k_avx512}},
+};
+
+static const qdot_row *qdot_row_of(int type) {
+    for (size_t i = 0; i < sizeof qdot_table / sizeof qdot_table[0]; i++)
+        if (qdot_table[i].type == type) return &qdot_table[i];
+    return NULL;
+}
+
+sb_qdot_fn sb_qdot_at(int type, int level) {
+    const qdot_row *r = qdot_row_of(type);
+    return r && level >= 0 && level < SB_ISA_COUNT ? r->fn[level] : NULL;
+}
+
+/* the best kernel for this CPU, chosen once per type */
+static sb_qdot_fn g_best[SB_DTYPE_COUNT];
+static int g_best_ready;
+
+static sb_qdot_fn qdot_best(int type) {
+    if (!__atomic_load_n(&g_best_ready, __ATOMIC_ACQUIRE)) {
+        for (int t = 0; t < SB_DTYPE_COUNT; t++) {
+            sb_qdot_fn f = NULL;
+            for (int l = isa(); l >= 0 && !f; l--) f = sb_qdot_at(t, l);
+            g_best[t] = f; /* every thread writes the same values */
+        }
+        __atomic_store_n(&g_best_ready, 1, __ATOMIC_RELEASE);
+    }
+    return type >= 0 && type < SB_DTYPE_COUNT ? g_best[type] : NULL;
+}
+
+int sb_act_type(int wtype) {
+    const qdot_row *r = qdot_row_of(wtype);
+    return r ? r->act_type : SB_F32;
+}
+
+size_t sb_act_bytes(int act_type, int64_t n) {
+    if (act_type == SB_Q8_0) return (size_t)(n / 32) * sizeof(sb_q8a);
+    if (act_type == SB_Q8_K) return (size_t)(n / 256) * sizeof(sb_q8k);
+    return (size_t)n * sizeof(float);
+}
+
+void sb_act_quantize(int act_type, const float *x, void *xq, int64_t n) {
+    const bool simd = isa() >= SB_ISA_AVX2;
+    if (act_type == SB_Q8_0) (simd ? sb_quantize_q8a_avx2 : sb_quantize_q8a)(x, xq, n);
+    else if (act_type == SB_Q8_K) (simd ? sb_quantize_q8k_avx2 : sb_quantize_q8k)(x, xq, n);
+    else memcpy(xq, x, (size_t)n * sizeof(float));
+}
+
+void sb_matvec_q(const sb_tensor *w, const void *xq, float *y, int64_t row_begin, int64_t row_end) {
+    const int64_t n = w->ne[0];
+    const size_t rb = row_bytes(w);
+    sb_qdot_fn dot = qdot_best(w->type);
+    if (!dot) { /* no integer kernel: xq holds the floats */
+        sb_matvec(w, xq, y, row_begin, row_end);
+        return;
+    }
+    for (int64_t r = row_begin; r < row_end; r++) y[r] = dot((const uint8_t *)w->data + (size_t)r * rb, xq, n);
 }
 
 void sb_matvec(const sb_tensor *w, const float *x, float *y, int64_t row_begin, int64_t row_end) {
@@ -101,6 +191,21 @@ void sb_matvec(const sb_tensor *w, const float *x, float *y, int64_t row_begin, 
             sum += sb_vec_dot_f32(buf, x + i, n - i);
         }
         y[r] = sum;
+    }
+}
+
+void sb_matmul_q(const sb_tensor *w, const void *xq, size_t xq_stride, int n, float *y, int64_t ldy, int64_t r0,
+                 int64_t r1) {
+    const int64_t n_in = w->ne[0];
+    const size_t rb = row_bytes(w);
+    sb_qdot_fn dot = qdot_best(w->type);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * rb;
+        for (int b = 0; b < n; b++) {
+            const void *xb = (const uint8_t *)xq + (size_t)b * xq_stride;
+            y[(size_t)b * (size_t)ldy + (size_t)r] =
+                dot ? dot(row, xb, n_in) : sb_vec_dot_f32((const float *)(const void *)row, xb, n_in);
+        }
     }
 }
 

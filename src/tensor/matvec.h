@@ -19,6 +19,27 @@
 /* y[r] = dot(row r of w, x) for r in [row_begin, row_end); other entries of y
  * are left alone, so threads can split the rows of one product. */
 void sb_matvec(const sb_tensor *w, const float *x, float *y, int64_t row_begin, int64_t row_end);
+/* ---- quantized activations (the fast decode path; kernels.h) ----
+ * For weight types with integer kernels (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 read
+ * 32-element sb_q8a blocks; Q4_K, Q5_K, Q6_K read 256-element sb_q8k), x is
+ * quantized once per product with sb_act_quantize and every row dotted with
+ * it in integers. This adds the activations' rounding error (about 1/254 of
+ * each block's largest |x|, relative, per element) on top of sb_matvec's.
+ * For other types the act type is SB_F32 and xq holds x itself. */
+int sb_act_type(int wtype);
+/* Bytes that sb_act_quantize writes for n elements (a multiple of the block). */
+size_t sb_act_bytes(int act_type, int64_t n);
+void sb_act_quantize(int act_type, const float *x, void *xq, int64_t n);
+/* y[r] = dot(row r of w, xq) for r in [row_begin, row_end), xq from
+ * sb_act_quantize(sb_act_type(w->type), x, xq, w->ne[0]). */
+void sb_matvec_q(const sb_tensor *w, const void *xq, float *y, int64_t row_begin, int64_t row_end);
+/* The same for n activation rows (row b at xq + b * xq_stride bytes), output
+ * columns [r0, r1) of Y (n, ldy): each weight row is read once and dotted
+ * with the n rows, each dot the one sb_matvec_q computes. For short prompts.
+ * w->type must have an integer kernel (sb_act_type != SB_F32) or be F32. */
+void sb_matmul_q(const sb_tensor *w, const void *xq, size_t xq_stride, int n, float *y, int64_t ldy, int64_t r0,
+                 int64_t r1);
+
 /* Y = X W^T for a batch of n rows: X (n, ne[0]) row-major, Y (n, ne[1]) with
  * row stride ldy. F32 weights go to OpenBLAS sgemm as they are; other types
  * are dequantized SB_MATMUL_TILE rows at a time into scratch (which holds

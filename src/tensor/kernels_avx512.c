@@ -1,0 +1,161 @@
+/*
+ * kernels_avx512.c - quantized-activation dots with AVX-512 VNNI: one
+ * vpdpbusd (u8 x s8, four products summed into each 32-bit lane) replaces
+ * AVX2's maddubs + madd pair and cannot saturate. Two 32-element blocks are
+ * handled per 512-bit register. Same integers as kernels_scalar.c; Q4_K and
+ * Q6_K sum each super-block in integers (bit-identical to the scalar path).
+ *
+ * Compiled with the AVX-512 F/BW/VL/DQ/VNNI flags (Makefile rule for
+ * *_avx512.c); called only after a run-time check (matvec.c).
+ */
+#include "tensor/kernels.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+static inline float h2f(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+/* qs of two consecutive activation blocks in one register */
+static inline __m512i x2(const sb_q8a *x) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(load256(x[0].qs)), load256(x[1].qs), 1);
+}
+/* 8 lanes scale a, 8 lanes scale b */
+static inline __m512 scale2(float a, float b) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(a)), _mm256_set1_ps(b), 1);
+}
+/* 16 bytes of nibble pairs -> low nibbles then high nibbles */
+static inline __m256i nibbles(const uint8_t *p) {
+    const __m128i qs = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0f));
+}
+static inline __m512i cat(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
+
+/* s8 * s8 as |w| * (x with w's sign) */
+static inline __m512i dot_s8s8(__m512i w, __m512i x) {
+    const __m512i aw = _mm512_abs_epi8(w);
+    const __mmask64 neg = _mm512_movepi8_mask(w);
+    const __m512i sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx);
+}
+
+/* n/32 blocks, two at a time; a leftover odd block goes through the
+ * scalar-semantics single-block step (the lower half of the register). */
+#define PAIR_LOOP(BSZ, BODY)                                                     \
+    int64_t nb = n / 32, i = 0;                                                  \
+    for (; i + 2 <= nb; i += 2, b += 2 * (BSZ), x += 2) {                        \
+        BODY                                                                     \
+    }
+
+float sb_qdot_q8_0_avx512(const void *row, const void *xq, int64_t n) {
+    const uint8_t *b = row;
+    const sb_q8a *x = xq;
+    __m512 acc = _mm512_setzero_ps();
+    PAIR_LOOP(34, {
+        __m512i p = dot_s8s8(cat(load256(b + 2), load256(b + 36)), x2(x));
+        acc = _mm512_fmadd_ps(scale2(h2f(b) * x[0].d, h2f(b + 34) * x[1].d), _mm512_cvtepi32_ps(p), acc);
+    })
+    float sum = _mm512_reduce_add_ps(acc);
+    if (i < nb) sum += sb_qdot_q8_0_scalar(b, x, 32);
+    return sum;
+}
+
+float sb_qdot_q4_0_avx512(const void *row, const void *xq, int64_t n) {
+    const uint8_t *b = row;
+    const sb_q8a *x = xq;
+    const __m512i eight = _mm512_set1_epi8(8);
+    __m512 acc = _mm512_setzero_ps();
+    PAIR_LOOP(18, {
+        const __m512i xv = x2(x);
+        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), cat(nibbles(b + 2), nibbles(b + 20)), xv);
+        p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, xv));
+        acc = _mm512_fmadd_ps(scale2(h2f(b) * x[0].d, h2f(b + 18) * x[1].d), _mm512_cvtepi32_ps(p), acc);
+    })
+    float sum = _mm512_reduce_add_ps(acc);
+    if (i < nb) sum += sb_qdot_q4_0_scalar(b, x, 32);
+    return sum;
+}
+
+float sb_qdot_q4_1_avx512(const void *row, const void *xq, int64_t n) {
+    const uint8_t *b = row;
+    const sb_q8a *x = xq;
+    __m512 acc = _mm512_setzero_ps();
+    float mins = 0;
+    PAIR_LOOP(20, {
+        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), cat(nibbles(b + 4), nibbles(b + 24)), x2(x));
+        acc = _mm512_fmadd_ps(scale2(h2f(b) * x[0].d, h2f(b + 20) * x[1].d), _mm512_cvtepi32_ps(p), acc);
+        mins += h2f(b + 2) * x[0].s + h2f(b + 22) * x[1].s;
+    })
+    float sum = _mm512_reduce_add_ps(acc) + mins;
+    if (i < nb) sum += sb_qdot_q4_1_scalar(b, x, 32);
+    return sum;
+}
+
+float sb_qdot_q4_k_avx512(const void *row, const void *xq, int64_t n) {
+    const uint8_t *b = row;
+    const sb_q8k *x = xq;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    float sum = 0;
+    for (int64_t i = 0; i < n / 256; i++, b += 144, x++) {
+        uint8_t sc[8], m[8];
+        int msum = 0;
+        for (int j = 0; j < 8; j++) {
+            sb_k4_scale_min(j, b + 4, &sc[j], &m[j]);
+            msum += m[j] * (x->bsums[2 * j] + x->bsums[2 * j + 1]);
+        }
+        __m512i isum = _mm512_setzero_si512();
+        for (int p = 0; p < 4; p += 2) {
+            /* 64 weight bytes hold sub-blocks 2p..2p+3: low nibbles of the
+             * first 32 bytes, high of them, low of the next 32, high */
+            const __m512i q = _mm512_loadu_si512(b + 16 + 32 * p);
+            const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            /* x: sub-blocks 2p, 2p+2 for lo; 2p+1, 2p+3 for hi */
+            const int8_t *xs = x->qs + 64 * p;
+            const __m512i xlo = cat(load256(xs), load256(xs + 64)), xhi = cat(load256(xs + 32), load256(xs + 96));
+            __m512i dlo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo);
+            __m512i dhi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xhi);
+            const __m512i slo = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * p]), _mm256_set1_epi32(sc[2 * p + 2]), 1);
+            const __m512i shi = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * p + 1]), _mm256_set1_epi32(sc[2 * p + 3]), 1);
+            isum = _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_mullo_epi32(dlo, slo), _mm512_mullo_epi32(dhi, shi)));
+        }
+        sum += h2f(b) * x->d * (float)_mm512_reduce_add_epi32(isum) - h2f(b + 2) * x->d * (float)msum;
+    }
+    return sum;
+}
+
+float sb_qdot_q6_k_avx512(const void *row, const void *xq, int64_t n) {
+    const uint8_t *b = row;
+    const sb_q8k *x = xq;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+    float sum = 0;
+    for (int64_t i = 0; i < n / 256; i++, b += 210, x++) {
+        const int8_t *sc = (const int8_t *)(b + 192);
+        int off = 0;
+        for (int g = 0; g < 16; g++) off += sc[g] * x->bsums[g];
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+            const int8_t *xs = x->qs + 128 * h, *s = sc + 8 * h;
+            const __m256i l0 = load256(ql), l1 = load256(ql + 32), hb = load256(qh);
+            const __m256i q0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+            /* lanes of 4 elements; every 4 lanes (16 elements) one scale s[0..7] in order */
+            const __m512i scv = _mm512_cvtepi8_epi32(_mm_set_epi8(s[7], s[7], s[7], s[7], s[6], s[6], s[6], s[6], s[5], s[5], s[5], s[5], s[4], s[4], s[4], s[4]));
+            const __m512i scu = _mm512_cvtepi8_epi32(_mm_set_epi8(s[3], s[3], s[3], s[3], s[2], s[2], s[2], s[2], s[1], s[1], s[1], s[1], s[0], s[0], s[0], s[0]));
+            __m512i d01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), cat(q0, q1), _mm512_loadu_si512(xs));
+            __m512i d23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), cat(q2, q3), _mm512_loadu_si512(xs + 64));
+            isum = _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_mullo_epi32(d01, scu), _mm512_mullo_epi32(d23, scv)));
+        }
+        sum += h2f(b + 208) * x->d * (float)(_mm512_reduce_add_epi32(isum) - 32 * off);
+    }
+    return sum;
+}
