@@ -180,20 +180,13 @@ void sb_ctx_truncate(sb_ctx *c, int n_keep) {
 
 /* --------------------------------------------------------------- RoPE -- */
 
-/* inv_freq[i] = 1 / (factor[i] * theta^(2i/n_rot)), evaluated in f32 in the
- * order transformers does (_compute_default_rope_parameters /
- * _compute_longrope_parameters); factor = 1 without LongRoPE. */
+/* The factor set of LongRoPE (short or long), or none. */
 static void set_rope_freqs(sb_ctx *c, int use_long) {
     if (c->rope_long == use_long) return;
     const sb_model *m = c->m;
     const sb_model_config *p = &m->cfg;
     const float *factor = !p->longrope ? NULL : use_long ? m->rope_long : m->rope_short;
-    for (int i = 0; i < p->n_rot / 2; i++) {
-        float expo = (float)(2 * i) / (float)p->n_rot;
-        float base_pow = (float)pow((double)p->rope_theta, (double)expo);
-        float denom = factor ? factor[i] * base_pow : base_pow;
-        c->inv_freq[i] = 1.0f / denom;
-    }
+    sb_rope_inv_freq(c->inv_freq, p->n_rot, p->rope_theta, factor);
     c->rope_long = use_long;
 }
 
