@@ -11,7 +11,8 @@
 #include "formats/safetensors.h"
 #include "model/model.h"
 #include "test.h"
-#include "train/lora.h"
+#include "model/lora.h"
+#include "train/adapter.h"
 #include "train/train.h"
 
 static const sb_tensor *find(const sb_safetensors *st, const char *name, sb_tensor *t) {
@@ -269,11 +270,121 @@ static void test_targets(void) {
     sb_model_free(m);
 }
 
+/* Logits of every row of the case's sequences through sb_decode (the
+ * inference path) with adapter l on model m, exact float activations. */
+static void decode_logits(sb_model *m, const sb_lora *l, const refcase *c, float *out) {
+    sb_err err = {0};
+    const int V = sb_model_get_config(m)->n_vocab;
+    sb_ctx *ctx = sb_ctx_new(m, c->T, &err);
+    CHECK(ctx != NULL, "%s", err.msg);
+    if (!ctx) return;
+    sb_ctx_set_exact(ctx, true);
+    const sb_lora *ls[1] = {l};
+    CHECK(sb_ctx_set_adapters(ctx, ls, l ? 1 : 0, &err) == SB_OK, "%s", err.msg);
+    for (int s = 0; s < c->n_seq; s++) {
+        sb_ctx_truncate(ctx, 0);
+        /* in two calls: the prompt batch path, then one token at a time */
+        int split = c->T - 2;
+        CHECK(sb_decode(ctx, c->tokens + s * c->T, split, NULL, out + (size_t)s * c->T * V, &err) == SB_OK, "%s", err.msg);
+        for (int t = split; t < c->T; t++)
+            CHECK(sb_decode(ctx, c->tokens + s * c->T + t, 1, NULL, out + ((size_t)s * c->T + t) * V, &err) == SB_OK,
+                  "%s", err.msg);
+    }
+    sb_ctx_free(ctx);
+}
+
+static bool same_params(const sb_lora *a, const sb_lora *b) {
+    return a && b && a->n_params == b->n_params && !memcmp(a->params, b->params, a->n_params * sizeof(float)) &&
+           a->scale == b->scale;
+}
+
+/* A PEFT-saved adapter in sabio: logits of the inference path equal PEFT's;
+ * PEFT and GGUF files round-trip; a llama GGUF model (permuted Q/K) takes
+ * the same adapter; merging gives the same logits. Writes the adapter after
+ * training to build/lora_out/<case>/ for tools/check_lora_peft.py. */
+static void test_adapter_files(const char *name) {
+    refcase c;
+    if (!open_case(&c, name)) {
+        close_case(&c);
+        return;
+    }
+    sb_err err = {0};
+    const int V = sb_model_get_config(c.m)->n_vocab, N = c.n_seq * c.T;
+    char path[256];
+    snprintf(path, sizeof path, "tests/data/lora_ref/%s_adapter", name);
+    sb_lora *peft = sb_lora_load(c.m, path, &err);
+    CHECK(peft != NULL, "%s: %s", path, err.msg);
+    float *logits = calloc((size_t)N * V, sizeof(float));
+    sb_tensor t;
+    find(c.st, "logits", &t);
+    if (peft) {
+        CHECK(same_params(peft, c.lora), "%s: PEFT adapter differs from init.* tensors", name);
+        decode_logits(c.m, peft, &c, logits);
+        double d = max_abs_diff(logits, t.data, (size_t)N * V, NULL);
+        CHECK(d <= 1e-4, "%s: PEFT adapter at inference: logits differ by %.3g", name, d);
+        fprintf(stderr, "%s: PEFT adapter, inference logits max diff %.2e\n", name, d);
+    }
+    /* round trips */
+    snprintf(path, sizeof path, "build/test_lora_%s", name);
+    CHECK(sb_lora_save_peft(c.lora, c.m, path, &err) == SB_OK, "%s", err.msg);
+    sb_lora *back = sb_lora_load(c.m, path, &err);
+    CHECK(same_params(back, c.lora), "%s: PEFT round trip: %s", name, back ? "parameters differ" : err.msg);
+    sb_lora_free(back);
+    snprintf(path, sizeof path, "build/test_lora_%s.gguf", name);
+    CHECK(sb_lora_save_gguf(c.lora, c.m, path, &err) == SB_OK, "%s", err.msg);
+    back = sb_lora_load(c.m, path, &err);
+    CHECK(back && !memcmp(back->params, c.lora->params, c.lora->n_params * 4) && fabsf(back->scale - c.lora->scale) < 1e-6f,
+          "%s: GGUF round trip: %s", name, back ? "parameters differ" : err.msg);
+    sb_lora_free(back);
+    /* merged into the base */
+    snprintf(path, sizeof path, "build/test_lora_%s_merged.gguf", name);
+    const sb_lora *ls[1] = {c.lora};
+    CHECK(sb_lora_merge_save_gguf(c.m, ls, 1, path, SB_F32, &err) == SB_OK, "%s", err.msg);
+    sb_model *merged = sb_model_open(path, &err);
+    CHECK(merged != NULL, "%s: %s", path, err.msg);
+    if (merged) {
+        decode_logits(merged, NULL, &c, logits);
+        double d = max_abs_diff(logits, t.data, (size_t)N * V, NULL);
+        CHECK(d <= 1e-4, "%s: merged model: logits differ by %.3g", name, d);
+        fprintf(stderr, "%s: merged F32 GGUF logits max diff %.2e\n", name, d);
+        /* the same PEFT adapter on the GGUF form of the base (llama: permuted Q/K rows) */
+        sb_model_free(merged);
+        snprintf(path, sizeof path, "build/test_lora_%s_base.gguf", name);
+        CHECK(sb_model_save_gguf(c.m, path, SB_F32, &err) == SB_OK, "%s", err.msg);
+        sb_model *gm = sb_model_open(path, &err);
+        snprintf(path, sizeof path, "tests/data/lora_ref/%s_adapter", name);
+        sb_lora *pg = gm ? sb_lora_load(gm, path, &err) : NULL;
+        CHECK(pg != NULL, "%s on GGUF base: %s", name, err.msg);
+        if (pg) {
+            decode_logits(gm, pg, &c, logits);
+            double d2 = max_abs_diff(logits, t.data, (size_t)N * V, NULL);
+            CHECK(d2 <= 1e-4, "%s: PEFT adapter on the GGUF base: logits differ by %.3g", name, d2);
+            fprintf(stderr, "%s: PEFT adapter on GGUF base (%s rope) logits max diff %.2e\n", name,
+                    sb_model_get_config(gm)->rope_neox ? "neox" : "interleaved", d2);
+            /* and back out in PEFT order from the GGUF base equals the original file's */
+            snprintf(path, sizeof path, "build/test_lora_%s_fromgguf", name);
+            sb_lora_save_peft(pg, gm, path, &err);
+            sb_lora *again = sb_lora_load(c.m, path, &err);
+            CHECK(same_params(again, peft), "%s: PEFT -> GGUF-base order -> PEFT changes the adapter", name);
+            sb_lora_free(again);
+        }
+        sb_lora_free(pg);
+        sb_model_free(gm);
+    }
+    sb_lora_free(peft);
+    free(logits);
+    close_case(&c);
+}
+
 int main(void) {
     test_targets();
     run_case("phi3_4k");
     run_case("phi3_128k");
     run_case("phi3_gqa");
     run_case("llama");
+    test_adapter_files("phi3_4k");
+    test_adapter_files("phi3_128k");
+    test_adapter_files("phi3_gqa");
+    test_adapter_files("llama");
     return TEST_END();
 }

@@ -18,7 +18,7 @@
 #define SB_TRAIN_H
 
 #include "model/model.h"
-#include "train/lora.h"
+#include "model/lora.h"
 
 typedef struct sb_train_ws sb_train_ws;
 

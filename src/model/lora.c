@@ -2,8 +2,9 @@
  * lora.c - LoRA adapter parameters (lora.h): which modules a target list
  * selects, the parameter slab, PEFT's initialisation and key names.
  */
-#include "train/lora.h"
+#include "model/lora.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,4 +180,20 @@ void sb_lora_peft_key(char *out, size_t n, int layer, int mod, bool is_B) {
     const char *block = mod <= SB_LORA_O ? "self_attn" : "mlp";
     snprintf(out, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer, block, MOD_NAME[mod],
              is_B ? 'B' : 'A');
+}
+
+void sb_lora_apply(const sb_lora *l, int layer, int mod, const float *x, int n, float *y, int64_t ldy, int o0, int o1) {
+    const sb_lora_mat *m = &l->mats[(size_t)layer * SB_LORA_N_MOD + mod];
+    if (!m->A || o1 <= o0) return;
+    if (n == 1) ldy = o1 - o0; /* one row: no stride */
+    const int r = l->cfg.r;
+    float u[4096]; /* (rows, r) x A^T for a chunk of rows */
+    const int chunk = r < 4096 ? 4096 / r : 1;
+    for (int i0 = 0; i0 < n; i0 += chunk) {
+        const int rows = n - i0 < chunk ? n - i0 : chunk;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r, m->n_in, 1.0f, x + (size_t)i0 * m->n_in, m->n_in,
+                    m->A, m->n_in, 0.0f, u, r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, o1 - o0, r, l->scale * l->user_scale, u, r,
+                    m->B + (size_t)o0 * r, r, 1.0f, y + (size_t)i0 * ldy, (int)ldy);
+    }
 }

@@ -12,7 +12,12 @@
  * B over all q|k|v or gate|up rows).
  *
  * An sb_lora owns one slab of parameters (every A then B, module by module)
- * and, when made for training, a gradient slab of the same layout.
+ * and, when made for training, a gradient slab of the same layout. B's rows
+ * are in the loaded model's row order (for a llama GGUF: llama.cpp's
+ * permuted Q/K rows); the adapter files convert on the way in and out.
+ *
+ * Inference (sb_ctx_set_adapters) adds the adapters' products to each
+ * projection's output without merging them into the base.
  */
 #ifndef SB_LORA_H
 #define SB_LORA_H
@@ -93,6 +98,11 @@ void sb_lora_free(sb_lora *l);
 void sb_lora_init(sb_lora *l, uint64_t seed);
 /* PEFT's key of a parameter: base_model.model.model.layers.<l>.<self_attn|mlp>.<mod>.lora_<A|B>.weight */
 void sb_lora_peft_key(char *out, size_t n, int layer, int mod, bool is_B);
+
+/* y[:, j - o0] += user_scale * scale * (x A^T) B[j]^T for output rows j in
+ * [o0, o1) of module mod of layer: x (n, n_in) dense, y with row stride
+ * ldy (ignored when n = 1). No allocation; nothing if the module is not adapted. */
+void sb_lora_apply(const sb_lora *l, int layer, int mod, const float *x, int n, float *y, int64_t ldy, int o0, int o1);
 
 /* ---- splitmix64: the small counter-based generator of the train layer ----
  * sb_rng_at(seed, i) is the i-th output of the stream: dropout masks and
