@@ -82,10 +82,6 @@ sb_train_ws *sb_train_ws_new(const sb_model *m, sb_lora *lora, int max_rows, int
                    p->n_ctx_train, max_rows);
         return NULL;
     }
-    if (!lora->grads) {
-        sb_err_set(err, SB_ERR_INVALID, "the adapter has no gradient slab");
-        return NULL;
-    }
     const size_t N = (size_t)max_rows, D = (size_t)p->n_embd, V = (size_t)p->n_vocab, F = (size_t)p->n_ff;
     const size_t nq = (size_t)p->n_head * p->head_dim, Wqkv = (size_t)qkv_width(p), R = (size_t)p->n_rot / 2;
     const size_t r = (size_t)lora->cfg.r, T = (size_t)max_seq, L = (size_t)p->n_layer;
@@ -465,6 +461,7 @@ sb_status sb_train_step(sb_train_ws *ws, const sb_batch *b, bool backward, float
             return sb_err_set(err, SB_ERR_RANGE, "micro-batch of more than %d rows", ws->max_rows);
     }
     if (N == 0) return sb_err_set(err, SB_ERR_INVALID, "empty micro-batch");
+    if (backward && !ws->lora->grads) return sb_err_set(err, SB_ERR_INVALID, "the adapter has no gradient slab");
     for (int i = 0; i < N; i++)
         if (b->tokens[i] < 0 || b->tokens[i] >= V || b->targets[i] >= V)
             return sb_err_set(err, SB_ERR_RANGE, "token %d or target %d at row %d is out of the vocabulary 0..%d",

@@ -26,7 +26,7 @@ typedef struct sb_train_ws sb_train_ws;
  * max_seq tokens (<= the model's n_ctx_train). checkpoint: keep only each
  * layer's input and recompute the layer in the backward pass (gradient
  * checkpointing: about a third more compute, activations of one layer
- * instead of all). The adapter must have a gradient slab. */
+ * instead of all). The backward pass needs the adapter's gradient slab. */
 sb_train_ws *sb_train_ws_new(const sb_model *m, sb_lora *lora, int max_rows, int max_seq, bool checkpoint,
                              sb_err *err);
 void sb_train_ws_free(sb_train_ws *ws);
