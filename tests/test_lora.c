@@ -225,6 +225,24 @@ static void run_case(const char *name) {
         sb_train_step(ws, &b, false, 0, 0, NULL, NULL, logits, &err);
         double d = max_abs_diff(logits, tf.data, (size_t)N * V, NULL);
         CHECK(d <= 1e-3, "%s: logits after 10 steps differ by %.3g", name, d);
+        /* the trained adapter and our logits for tools/check_lora_peft.py (PEFT loads ours) */
+        char dir[256], path[300];
+        snprintf(dir, sizeof dir, "build/lora_out_%s", name);
+        CHECK(sb_lora_save_peft(c.lora, c.m, dir, &err) == SB_OK, "%s", err.msg);
+        snprintf(path, sizeof path, "%s/sabio_logits.bin", dir);
+        FILE *f = fopen(path, "wb");
+        if (f) {
+            fwrite(logits, sizeof(float), (size_t)N * V, f);
+            fclose(f);
+        }
+        snprintf(path, sizeof path, "%s/sabio_ids.bin", dir);
+        f = fopen(path, "wb");
+        if (f) {
+            int32_t shape[2] = {c.n_seq, c.T};
+            fwrite(shape, 4, 2, f);
+            fwrite(c.tokens, 4, (size_t)N, f);
+            fclose(f);
+        }
     }
     sb_adamw_free(&opt);
     sb_train_ws_free(ws);
