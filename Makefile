@@ -16,6 +16,12 @@ CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter
             -Wshadow -Wno-missing-field-initializers -fno-strict-aliasing \
             -Iinclude -Isrc $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)
 LDLIBS   := $(shell pkg-config --libs $(PKGS)) -lm -lpthread $(EXTRA_LDFLAGS)
+# Optional: MPI (OpenMPI) for data-parallel `mpirun -np N sabio tune`.
+# Without it sabio builds and trains in one process.
+ifeq ($(shell pkg-config --exists ompi-c && echo y),y)
+CFLAGS   += -DSB_HAVE_MPI $(shell pkg-config --cflags ompi-c)
+LDLIBS   += $(shell pkg-config --libs ompi-c)
+endif
 
 LAYERS   := base tensor formats text model train rag
 LIB_SRC  := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))

@@ -113,7 +113,7 @@ static const char tune_help[] =
     "  --resume                continue from OUTDIR/checkpoint.bin\n"
     "  --chat-template NAME    phi3, chatml or llama2 when the model's is not recognised\n";
 
-static sb_dataset *load_data(const char *path, const sb_model *m, const char *tmpl_name, int max_len) {
+static sb_dataset *load_data(const char *path, const sb_model *m, const char *tmpl_name, int max_len, bool report) {
     const sb_tokenizer *tok = sb_model_tokenizer(m);
     if (!tok) cli_die("the model has no tokenizer");
     const char *jinja = sb_tokenizer_chat_template(tok);
@@ -125,7 +125,8 @@ static sb_dataset *load_data(const char *path, const sb_model *m, const char *tm
     sb_err err = {0};
     sb_dataset *d = sb_dataset_load(path, tok, jinja, t, max_len, &err);
     if (!d) cli_die("%s", err.msg);
-    fprintf(stderr, "sabio: %s: %d examples, %lld tokens (%lld trained) from %d lines; %d bad lines skipped%s%s; "
+    if (report)
+        fprintf(stderr, "sabio: %s: %d examples, %lld tokens (%lld trained) from %d lines; %d bad lines skipped%s%s; "
                     "%d cut to %d tokens; %d dropped\n",
             path, d->n, (long long)d->offset[d->n], (long long)d->n_target_total, d->n_lines, d->n_bad,
             d->n_bad ? ", first: " : "", d->first_bad, d->n_truncated, max_len, d->n_dropped);
@@ -178,21 +179,30 @@ int cmd_tune(int argc, char **argv) {
         else cli_die("tune: unknown option '%s' (see sabio tune --help)", a);
     }
     if (!model || !data || !o.out_dir) cli_die("tune: -m MODEL, --data FILE and -o DIR are required");
+    sb_dist dist;
+    if (sb_dist_init(&dist, &err) != SB_OK) cli_die("tune: %s", err.msg);
+    o.dist = &dist;
+    if (dist.rank != 0) sb_log_set_level(SB_LOG_WARN); /* rank 0 reports */
+    else if (dist.size > 1)
+        fprintf(stderr, "sabio: %d ranks; each step's %d examples split across them\n", dist.size,
+                o.batch * o.grad_accum);
     sb_model *m = sb_model_open(model, &err);
     if (!m) cli_die("%s", err.msg);
-    sb_dataset *train = load_data(data, m, tmpl, o.max_len), *val = NULL;
-    if (valp) val = load_data(valp, m, tmpl, o.max_len);
+    sb_dataset *train = load_data(data, m, tmpl, o.max_len, dist.rank == 0), *val = NULL;
+    if (valp) val = load_data(valp, m, tmpl, o.max_len, dist.rank == 0);
     else if (val_split > 0) {
         if (sb_dataset_split(train, val_split, o.seed, &val, &err) != SB_OK) cli_die("%s", err.msg);
-        fprintf(stderr, "sabio: %d training and %d validation examples\n", train->n, val->n);
+        if (dist.rank == 0) fprintf(stderr, "sabio: %d training and %d validation examples\n", train->n, val->n);
     }
     progress_state ps = {isatty(2)};
     if (sb_tune(m, train, val, &o, on_step, &ps, &err) != SB_OK) cli_die("%s", err.msg);
-    fprintf(stderr, "sabio: adapter written to %s (adapter_model.safetensors, adapter.gguf, log.json, loss.svg)\n",
+    if (dist.rank == 0)
+        fprintf(stderr, "sabio: adapter written to %s (adapter_model.safetensors, adapter.gguf, log.json, loss.svg)\n",
             o.out_dir);
     sb_dataset_free(train);
     sb_dataset_free(val);
     sb_model_free(m);
+    sb_dist_finish(&dist);
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "train/adapter.h"
+#include "train/dist.h"
 #include "train/frozen.h"
 
 sb_tune_opts sb_tune_opts_default(void) {
@@ -95,26 +96,33 @@ static void mbatch_free(mbatch *mb) {
     free(mb->tokens), free(mb->targets), free(mb->seq_len);
 }
 
-static sb_status eval_ws(sb_train_ws *ws, const sb_dataset *d, int batch, int max_len, double *loss, sb_err *err) {
+/* Mean loss over d's targets; with several ranks each takes a share of the
+ * examples and the sums are added up across ranks. */
+static sb_status eval_ws(sb_train_ws *ws, const sb_dataset *d, int batch, int max_len, const sb_dist *dist,
+                         double *loss, sb_err *err) {
     mbatch mb = {0};
     int *ex = sb_calloc((size_t)batch, sizeof(int));
     if (!ex || !mbatch_alloc(&mb, batch, max_len)) {
         free(ex), mbatch_free(&mb);
         return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
     }
-    double sum = 0;
-    int64_t count = 0;
+    const sb_dist one = {0, 1, false};
+    if (!dist) dist = &one;
+    int64_t i0, i1;
+    sb_dist_share(dist, d->n, &i0, &i1);
+    double acc[2] = {0, 0}; /* loss sum, target count */
     sb_status st = SB_OK;
-    for (int i = 0; i < d->n && st == SB_OK; i += batch) {
-        int k = d->n - i < batch ? d->n - i : batch;
-        for (int j = 0; j < k; j++) ex[j] = i + j;
+    for (int64_t i = i0; i < i1 && st == SB_OK; i += batch) {
+        int k = i1 - i < batch ? (int)(i1 - i) : batch;
+        for (int j = 0; j < k; j++) ex[j] = (int)i + j;
         pack(&mb, d, ex, k, max_len);
         double ls = 0;
         int nt = 0;
         st = sb_train_step(ws, &mb.b, false, 0, 0, &ls, &nt, NULL, err);
-        sum += ls, count += nt;
+        acc[0] += ls, acc[1] += nt;
     }
-    *loss = count ? sum / (double)count : NAN;
+    if (st == SB_OK) st = sb_dist_sum_f64(dist, acc, 2, err);
+    *loss = acc[1] > 0 ? acc[0] / acc[1] : NAN;
     free(ex);
     mbatch_free(&mb);
     return st;
@@ -124,7 +132,7 @@ sb_status sb_eval_loss(const sb_model *m, sb_lora *l, const sb_dataset *d, int b
                        sb_err *err) {
     sb_train_ws *ws = sb_train_ws_new(m, l, batch * max_len, max_len, true, err);
     if (!ws) return err ? err->code : SB_ERR_NOMEM;
-    sb_status st = eval_ws(ws, d, batch, max_len, loss, err);
+    sb_status st = eval_ws(ws, d, batch, max_len, NULL, loss, err);
     sb_train_ws_free(ws);
     return st;
 }
@@ -283,6 +291,7 @@ sb_status sb_tune(const sb_model *m, const sb_dataset *train, const sb_dataset *
     if (o->batch < 1 || o->grad_accum < 1 || o->max_len < 2 || !(o->lr > 0) || o->threads < 1 || !o->out_dir)
         return sb_err_set(err, SB_ERR_RANGE, "tune: batch %d, grad_accum %d, max_len %d, lr %g, threads %d out of range",
                           o->batch, o->grad_accum, o->max_len, (double)o->lr, o->threads);
+    const sb_dist one = {0, 1, false}, *dist = o->dist ? o->dist : &one;
     const int per_step = o->batch * o->grad_accum;
     const int64_t total = o->steps > 0 ? o->steps : ((int64_t)o->epochs * train->n + per_step - 1) / per_step;
     if (total < 1) return sb_err_set(err, SB_ERR_RANGE, "tune: no steps to run");
@@ -339,18 +348,27 @@ sb_status sb_tune(const sb_model *m, const sb_dataset *train, const sb_dataset *
             for (int t = 0; t < n - 1; t++) n_tgt += train->targets[train->offset[e] + t] >= 0;
         }
         memset(l->grads, 0, l->n_params * sizeof(float));
-        double loss_sum = 0;
-        int64_t rows = 0;
-        for (int a = 0; a < o->grad_accum; a++) {
-            for (int j = 0; j < o->batch; j++) ex[j] = order_example(&ord, g0 + (int64_t)a * o->batch + j);
-            pack(&mb, train, ex, o->batch, o->max_len);
+        /* This rank's share of the step's examples, in micro-batches of up to
+         * `batch`; one rank takes them all (grad_accum micro-batches). */
+        int64_t s0, s1;
+        sb_dist_share(dist, per_step, &s0, &s1);
+        double acc[2] = {0, 0}; /* loss sum, rows */
+        for (int64_t s = s0; s < s1; s += o->batch) {
+            const int k = s1 - s < o->batch ? (int)(s1 - s) : o->batch;
+            for (int j = 0; j < k; j++) ex[j] = order_example(&ord, g0 + s + j);
+            pack(&mb, train, ex, k, o->max_len);
             double ls = 0;
-            const uint64_t drop_seed = sb_rng_at(o->seed ^ 0xD50Full, (uint64_t)(step * o->grad_accum + a));
+            const uint64_t drop_seed = sb_rng_at(o->seed ^ 0xD50Full, (uint64_t)(g0 + s));
             st = sb_train_step(ws, &mb.b, true, n_tgt ? 1.0f / (float)n_tgt : 0.0f, drop_seed, &ls, NULL, NULL, err);
             if (st != SB_OK) goto done;
-            loss_sum += ls;
-            rows += mb.rows;
+            acc[0] += ls;
+            acc[1] += mb.rows;
         }
+        if ((st = sb_dist_sum_f32(dist, l->grads, l->n_params, err)) != SB_OK ||
+            (st = sb_dist_sum_f64(dist, acc, 2, err)) != SB_OK)
+            goto done;
+        const double loss_sum = acc[0];
+        const int64_t rows = (int64_t)acc[1];
         const float norm = sb_clip_grad_norm(l->grads, l->n_params, o->max_grad_norm);
         const float lr = o->lr * sb_lr_factor(o->schedule, step, o->warmup, total);
         sb_adamw_step(&opt, l->params, l->grads, lr);
@@ -361,13 +379,14 @@ sb_status sb_tune(const sb_model *m, const sb_dataset *train, const sb_dataset *
         const bool last = step + 1 == total;
         if (val && ((step + 1) % eval_every == 0 || last)) {
             double vl;
-            if ((st = eval_ws(ws, val, o->batch, o->max_len, &vl, err)) != SB_OK) goto done;
+            if ((st = eval_ws(ws, val, o->batch, o->max_len, dist, &vl, err)) != SB_OK) goto done;
             s->val_loss = (float)vl;
         }
-        if (progress) progress(s, total, t_run / (double)steps_timed * (double)(total - step - 1), user);
-        if ((step + 1) % save_every == 0 || last)
+        if (progress && dist->rank == 0) progress(s, total, t_run / (double)steps_timed * (double)(total - step - 1), user);
+        if (dist->rank == 0 && ((step + 1) % save_every == 0 || last))
             if ((st = save_ckpt(ckpt, fp, l, &opt, step + 1, log, err)) != SB_OK) goto done;
     }
+    if (dist->rank != 0) goto done; /* rank 0 writes the outputs */
     if ((st = sb_lora_save_peft(l, m, o->out_dir, err)) != SB_OK) goto done;
     if ((st = sb_lora_save_gguf(l, m, p_gguf, err)) != SB_OK) goto done;
     if ((st = write_log_json(p_log, log, total, fp, err)) != SB_OK) goto done;

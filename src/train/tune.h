@@ -21,6 +21,7 @@
 
 #include "model/lora.h"
 #include "train/dataset.h"
+#include "train/dist.h"
 #include "train/train.h"
 
 typedef struct sb_tune_opts {
@@ -41,6 +42,12 @@ typedef struct sb_tune_opts {
     int64_t save_every;    /* steps between checkpoints (0: every eval) */
     bool resume;           /* continue from out_dir/checkpoint.bin */
     const char *out_dir;
+    /* Data parallelism (NULL: one process). Each optimizer step's
+     * batch * grad_accum examples are split across the ranks (the global
+     * batch stays the same), gradients and losses summed across them; every
+     * rank applies the same update, rank 0 writes checkpoints and outputs.
+     * Checkpoints do not depend on the rank count, so a run resumes with any. */
+    const sb_dist *dist;
 } sb_tune_opts;
 
 /* lr 2e-4, weight decay 0, betas (0.9, 0.999), eps 1e-8, clip 1.0, 1 epoch,
