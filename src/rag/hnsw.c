@@ -767,7 +767,6 @@ static uint64_t hash_words(uint64_t hsh, const uint8_t *p, size_t n) {
 
 #define HASH_SEED 0x6a09e667f3bcc908ull
 
-uint64_t sb_hnsw_checksum(const void *data, size_t n);
 uint64_t sb_hnsw_checksum(const void *data, size_t n) { return hash_words(HASH_SEED, data, n); }
 
 static bool put(sb_afile *f, uint64_t *hsh, const void *p, size_t n) {

@@ -103,5 +103,8 @@ sb_status sb_hnsw_save(const sb_hnsw *h, const char *path, const sb_hnsw_meta *m
 sb_hnsw *sb_hnsw_load(const char *path, sb_hnsw_meta *meta, sb_err *err);
 /* The same from bytes in memory (the fuzz target's entry). */
 sb_hnsw *sb_hnsw_load_mem(const void *data, size_t size, sb_hnsw_meta *meta, sb_err *err);
+/* The file checksum over n bytes (a file ends with that of all bytes before
+ * its last 8); exposed so the fuzz target can reach the structural checks. */
+uint64_t sb_hnsw_checksum(const void *data, size_t n);
 
 #endif

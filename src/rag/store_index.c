@@ -161,9 +161,12 @@ report:
 }
 
 sb_status sb_store_index_check(sb_store *s, sb_index_report *r, sb_err *err) {
-    if (!s->model) return sb_err_set(err, SB_ERR_INVALID, "%s: the store is empty", s->dir);
     sb_status st = sb_store_load_ids(s, err);
     if (st != SB_OK) return st;
+    if (!s->model) { /* nothing embedded yet: an empty index agrees */
+        memset(r, 0, sizeof *r);
+        return s->n_ids ? sb_err_set(err, SB_ERR_FORMAT, "%s: chunks but no embedding model", s->dir) : SB_OK;
+    }
     s->index_stale = true;
     if ((st = sb_store_index_sync(s, r, err)) != SB_OK) return st;
     if (r->vectors != s->n_ids)
