@@ -77,6 +77,13 @@ $(B)/bench/%: bench/%.c $(B)/libsabio.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libsabio.a $(LDLIBS)
 
+# bench/ann: our HNSW against hnswlib (header-only C++, built for this CPU, its best case)
+CXX ?= c++
+BENCH_BIN += $(B)/bench/ann
+$(B)/bench/ann: bench/ann_hnswlib.cpp $(B)/libsabio.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O3 -march=native -g -Iinclude -Isrc -o $@ $< $(B)/libsabio.a $(LDLIBS)
+
 bench: $(B)/sabio $(BENCH_BIN)
 	bench/run
 

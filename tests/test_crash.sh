@@ -3,7 +3,10 @@
 # at random moments, 20 times. After each kill the store must open, pass
 # SQLite's integrity check and FTS5's, hold no half document (every document
 # has its chunks), find each stored document by its own text, and a new
-# ingest must complete the job.
+# ingest must complete the job. The HNSW index is on from the first chunk
+# (SABIO_HNSW_MIN=1): after each kill, opening the store brings the index
+# (whatever state the killed ingest left it in) to agree with the store:
+# the same chunk ids and the same vectors (`sabio docs check`).
 cd "$(dirname "$0")/.." || exit 2
 SABIO=${SABIO:-build/sabio}
 pass=0 fail=0 skip=0
@@ -21,6 +24,7 @@ for i in $(seq 1 40); do
       echo "Paragraph $k of report $i discusses sample handling, storage temperature and the marker word zq${i}marker in detail."; done; } > "$tmp/docs/r$i.txt"
 done
 store="$tmp/store"
+export SABIO_HNSW_MIN=1
 kills=0
 for round in $(seq 1 20); do
   # change a third of the files so that every round has embedding work to be killed in
@@ -37,6 +41,8 @@ for round in $(seq 1 20); do
   [ -z "$fts" ] && ok || bad "round $round: FTS5 integrity: $fts"
   half=$(sqlite3 "$store/store.db" "SELECT count(*) FROM documents d WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.doc_id = d.id);")
   [ "$half" = "0" ] && ok || bad "round $round: $half documents without chunks"
+  chk=$("$SABIO" docs --store "$store" check 2>&1)
+  grep -q "agrees with the store" <<<"$chk" && ok || bad "round $round: index: $chk"
 done
 [ "$kills" -ge 10 ] && ok || bad "only $kills ingests were killed mid-way (the rest finished first)"
 # every stored document is found by its marker
@@ -49,6 +55,8 @@ done
 "$SABIO" ingest --store "$store" "$tmp/docs" >"$tmp/out" 2>&1 && ok || bad "final ingest failed: $(cat "$tmp/out")"
 n=$(sqlite3 "$store/store.db" "SELECT count(*) FROM documents;")
 [ "$n" = "40" ] && ok || bad "after the final ingest: $n documents, want 40"
+chk=$("$SABIO" docs --store "$store" check 2>&1)
+grep -q "agrees with the store; loaded, 0 added, 0 removed" <<<"$chk" && ok || bad "after the final ingest, the saved index: $chk"
 echo "test_crash.sh: killed $kills of 20 ingests" >&2
 echo "test_crash.sh: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]

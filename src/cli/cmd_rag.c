@@ -8,8 +8,10 @@
 #include "rag/store.h"
 
 #include <libgen.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_ENCODER "models/all-MiniLM-L6-v2"
@@ -118,24 +120,44 @@ static void json_str(const char *s) {
     putchar('"');
 }
 
+/* YYYY-MM-DD (UTC midnight; end_of_day: its last second) or Unix seconds */
+static int64_t parse_date(const char *flag, const char *v, bool end_of_day) {
+    struct tm tm = {0};
+    const char *end = strptime(v, "%Y-%m-%d", &tm);
+    if (end && !*end) return (int64_t)timegm(&tm) + (end_of_day ? 86399 : 0);
+    return cli_long(flag, v, 1, LONG_MAX);
+}
+
 int cmd_search(int argc, char **argv) {
     const char *store = NULL, *model = NULL, *query = NULL;
     int k = 5;
     bool json = false;
     sb_search_mode mode = SB_SEARCH_HYBRID;
+    sb_search_opts o = {0};
     for (int i = 1; i < argc; i++) {
         if (cli_is(argv[i], "-h,--help")) {
             printf("usage: sabio search --store DIR [options] QUERY\n"
                    "  --mode hybrid|dense|bm25   retrieval (default hybrid: reciprocal-rank fusion)\n"
                    "  -k N                       how many chunks (default 5)\n"
                    "  -m, --model DIR            embedding model (default: the store's)\n"
-                   "  --json                     one JSON object per hit\n");
+                   "  --json                     one JSON object per hit\n"
+                   "  --path GLOB                only documents whose path matches (*, ?, [..])\n"
+                   "  --type TYPE                only documents of this type (txt, md, html, pdf, csv, jsonl)\n"
+                   "  --since DATE, --until DATE only documents modified in that range (YYYY-MM-DD or Unix seconds)\n"
+                   "  --keep-overlaps            keep chunks that overlap a better hit of the same document\n"
+                   "  --exact                    dense by exact scan, never the HNSW index\n");
             return 0;
         }
         if (cli_is(argv[i], "--store")) store = cli_value(argc, argv, &i);
         else if (cli_is(argv[i], "-m,--model")) model = cli_value(argc, argv, &i);
         else if (cli_is(argv[i], "-k,--top-k")) k = (int)cli_long(argv[i], cli_value(argc, argv, &i), 1, 1000);
         else if (cli_is(argv[i], "--json")) json = true;
+        else if (cli_is(argv[i], "--path")) o.path_glob = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "--type")) o.type = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "--since")) o.since = parse_date(argv[i], cli_value(argc, argv, &i), false);
+        else if (cli_is(argv[i], "--until")) o.until = parse_date(argv[i], cli_value(argc, argv, &i), true);
+        else if (cli_is(argv[i], "--keep-overlaps")) o.keep_overlaps = true;
+        else if (cli_is(argv[i], "--exact")) o.exact = true;
         else if (cli_is(argv[i], "--mode")) {
             const char *m = cli_value(argc, argv, &i);
             if (!strcmp(m, "hybrid")) mode = SB_SEARCH_HYBRID;
@@ -157,7 +179,9 @@ int cmd_search(int argc, char **argv) {
     if (sb_store_bind_model(s, id, sb_encoder_dim(enc), &err) != SB_OK) cli_die("%s", err.msg);
     sb_hit *hits;
     int n;
-    if (sb_store_search(s, enc, query, k, mode, &hits, &n, &err) != SB_OK) cli_die("%s", err.msg);
+    o.mode = mode;
+    o.k = k;
+    if (sb_store_search_opts(s, enc, query, &o, &hits, &n, &err) != SB_OK) cli_die("%s", err.msg);
     for (int i = 0; i < n; i++) {
         sb_hit *h = &hits[i];
         if (json) {
@@ -190,7 +214,8 @@ int cmd_docs(int argc, char **argv) {
     const char *store = NULL, *action = NULL, *target = NULL;
     for (int i = 1; i < argc; i++) {
         if (cli_is(argv[i], "-h,--help")) {
-            printf("usage: sabio docs --store DIR list|stats|rm PATH\n");
+            printf("usage: sabio docs --store DIR list|stats|check|rm PATH\n"
+                   "  check: bring the HNSW index up to date and verify it against the store\n");
             return 0;
         }
         if (cli_is(argv[i], "--store")) store = cli_value(argc, argv, &i);
@@ -210,10 +235,17 @@ int cmd_docs(int argc, char **argv) {
         if (st == SB_OK)
             printf("documents %lld\nchunks %lld\nembedding model %s (%d dimensions)\n", (long long)ss.documents,
                    (long long)ss.chunks, sb_store_model(s) ? sb_store_model(s) : "(none)", ss.dim);
+    } else if (!strcmp(action, "check")) {
+        sb_index_report r = {0};
+        st = sb_store_index_check(s, &r, &err);
+        if (st == SB_OK)
+            printf("index: %lld vectors (%lld tombstones), agrees with the store; %s, %lld added, %lld removed\n",
+                   (long long)r.vectors, (long long)r.deleted, r.rebuilt ? "rebuilt" : "loaded", (long long)r.added,
+                   (long long)r.removed);
     } else if (!strcmp(action, "rm")) {
         if (!target) cli_die("docs rm: which PATH?");
         st = sb_store_remove(s, target, &err);
-    } else cli_die("docs: unknown action '%s' (list, stats, rm)", action);
+    } else cli_die("docs: unknown action '%s' (list, stats, check, rm)", action);
     if (st != SB_OK) cli_die("%s", err.msg);
     sb_store_close(s);
     return 0;

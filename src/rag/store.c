@@ -2,12 +2,13 @@
  * store.c - the SQLite knowledge store of store.h: schema, per-document
  * ingest transactions, and dense / BM25 / hybrid search.
  *
- * Dense search is exact for now: the embeddings are read into one matrix
- * (rebuilt after an ingest) and scored by inner product (the encoders'
- * vectors are L2-normalised, so this is cosine). An HNSW index derived from
- * the store replaces the scan for large stores.
+ * Dense search: below SABIO_HNSW_MIN chunks the embeddings are read into
+ * one matrix (re-read after a write) and scored by inner product (the
+ * encoders' vectors are L2-normalised, so this is cosine); from there the
+ * HNSW index of store_index.c answers. Chunk ids only grow (a high-water mark
+ * in meta), so an id the index has seen never comes back with other content.
  */
-#include "rag/store.h"
+#include "rag/store_impl.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,18 +20,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-struct sb_store {
-    sqlite3 *db;
-    char *dir;
-    char *model;
-    int dim;
-    /* dense matrix cache */
-    float *vecs;
-    int64_t *ids;
-    int64_t n_vecs;
-    bool stale;
-    sb_err err;
-};
 
 static const char *SCHEMA =
     "PRAGMA foreign_keys=ON;"
@@ -48,9 +37,10 @@ static const char *SCHEMA =
     "CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN"
     " INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES('delete', old.id, old.text); END;";
 
-static sb_status db_err(sb_store *s, sb_err *err, const char *what) {
+sb_status sb_store_db_err(sb_store *s, sb_err *err, const char *what) {
     return sb_err_set(err, SB_ERR_IO, "%s/store.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
 }
+#define db_err sb_store_db_err
 
 static bool exec(sb_store *s, const char *sql, sb_err *err) {
     char *msg = NULL;
@@ -103,6 +93,8 @@ sb_store *sb_store_open(const char *dir, bool create, sb_err *err) {
         return NULL;
     }
     s->stale = true;
+    const char *min = getenv("SABIO_HNSW_MIN");
+    s->index_min = min && *min ? atoll(min) : 4096;
     int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), NULL);
     free(path);
     if (rc != SQLITE_OK) {
@@ -131,6 +123,8 @@ void sb_store_close(sb_store *s) {
     free(s->model);
     free(s->vecs);
     free(s->ids);
+    free(s->doc_of);
+    sb_hnsw_free(s->index);
     free(s);
 }
 
@@ -215,7 +209,7 @@ static sb_status store_doc(sb_store *s, const sb_doc *d, const char *hash, const
                            -1, &ins, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db,
                            "INSERT INTO chunks(doc_id, seq, text, section, page, line_start, line_end, char_start,"
-                           " char_end, n_tokens, embedding) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           " char_end, n_tokens, embedding, id) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            -1, &ic, NULL) != SQLITE_OK) {
         st = db_err(s, err, "preparing the ingest");
         goto out;
@@ -236,8 +230,25 @@ static sb_status store_doc(sb_store *s, const sb_doc *d, const char *hash, const
         goto out;
     }
     sqlite3_int64 doc_id = sqlite3_last_insert_rowid(s->db);
+    /* chunk ids never come back (the index keys on them): above both the
+     * largest present and the high-water mark of all ever given */
+    char *hwm = meta_get(s, "chunk_hwm");
+    sqlite3_int64 next = hwm ? atoll(hwm) : 0;
+    free(hwm);
+    sqlite3_stmt *mx;
+    if (sqlite3_prepare_v2(s->db, "SELECT coalesce(max(id), 0) FROM chunks", -1, &mx, NULL) == SQLITE_OK) {
+        if (sqlite3_step(mx) == SQLITE_ROW && sqlite3_column_int64(mx, 0) > next) next = sqlite3_column_int64(mx, 0);
+        sqlite3_finalize(mx);
+    }
+    char hv[32];
+    snprintf(hv, sizeof hv, "%lld", (long long)(next + (sqlite3_int64)n));
+    if (!meta_set(s, "chunk_hwm", hv)) {
+        st = db_err(s, err, "recording the chunk id mark");
+        goto out;
+    }
     for (size_t i = 0; i < n; i++) {
         sqlite3_reset(ic);
+        sqlite3_bind_int64(ic, 12, next + 1 + (sqlite3_int64)i);
         sqlite3_bind_int64(ic, 1, doc_id);
         sqlite3_bind_int64(ic, 2, (sqlite3_int64)i);
         sqlite3_bind_text(ic, 3, d->text + ch[i].start, (int)(ch[i].end - ch[i].start), SQLITE_STATIC);
@@ -389,7 +400,10 @@ sb_status sb_store_ingest(sb_store *s, sb_encoder *enc, const char *const *paths
         if (sb_is_dir(paths[i])) stats->files_removed += remove_missing(s, paths[i], &files);
     for (size_t k = 0; k < files.n; k++) free(files.p[k]);
     free(files.p);
-    return SB_OK;
+    /* the index follows the store: brought up to date and saved now */
+    sb_status st = sb_store_load_ids(s, err);
+    if (st == SB_OK && s->n_ids >= s->index_min && s->model) st = sb_store_index_sync(s, NULL, err);
+    return st;
 }
 
 sb_status sb_store_remove(sb_store *s, const char *path, sb_err *err) {
@@ -409,37 +423,64 @@ sb_status sb_store_remove(sb_store *s, const char *path, sb_err *err) {
 
 /* ---- search ---- */
 
-static sb_status load_vectors(sb_store *s, sb_err *err) {
+sb_status sb_store_load_ids(sb_store *s, sb_err *err) {
     if (!s->stale) return SB_OK;
     free(s->vecs);
-    free(s->ids);
     s->vecs = NULL;
-    s->ids = NULL;
-    s->n_vecs = 0;
+    s->n_ids = 0;
+    s->index_stale = true;
     sqlite3_stmt *q;
     int64_t n = 0, cap = 0;
-    if (sqlite3_prepare_v2(s->db, "SELECT id, embedding FROM chunks", -1, &q, NULL) != SQLITE_OK)
-        return db_err(s, err, "reading embeddings");
+    if (sqlite3_prepare_v2(s->db, "SELECT id, doc_id FROM chunks ORDER BY id", -1, &q, NULL) != SQLITE_OK)
+        return db_err(s, err, "reading chunk ids");
     while (sqlite3_step(q) == SQLITE_ROW) {
-        if (sqlite3_column_bytes(q, 1) != (int)(sizeof(float) * (size_t)s->dim)) continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 1024;
-            float *v = sb_realloc_array(s->vecs, (size_t)cap * (size_t)s->dim, sizeof(float));
             int64_t *ids = sb_realloc_array(s->ids, (size_t)cap, sizeof(int64_t));
-            if (v) s->vecs = v;
             if (ids) s->ids = ids;
-            if (!v || !ids) {
+            int64_t *docs = sb_realloc_array(s->doc_of, (size_t)cap, sizeof(int64_t));
+            if (docs) s->doc_of = docs;
+            if (!ids || !docs) {
                 sqlite3_finalize(q);
                 return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
             }
         }
         s->ids[n] = sqlite3_column_int64(q, 0);
-        memcpy(s->vecs + (size_t)n * (size_t)s->dim, sqlite3_column_blob(q, 1), sizeof(float) * (size_t)s->dim);
-        n++;
+        s->doc_of[n++] = sqlite3_column_int64(q, 1);
     }
     sqlite3_finalize(q);
-    s->n_vecs = n;
+    s->n_ids = n;
     s->stale = false;
+    return SB_OK;
+}
+
+int64_t sb_store_find_id(const sb_store *s, int64_t id) {
+    int64_t lo = 0, hi = s->n_ids - 1;
+    while (lo <= hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (s->ids[mid] == id) return mid;
+        if (s->ids[mid] < id) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+/* The exact scan's matrix, in the order of s->ids (a vector of the wrong
+ * size reads as zeros: it never matches). */
+static sb_status load_vectors(sb_store *s, sb_err *err) {
+    sb_status st = sb_store_load_ids(s, err);
+    if (st != SB_OK || s->vecs) return st;
+    s->vecs = sb_calloc((size_t)(s->n_ids ? s->n_ids : 1) * (size_t)s->dim, sizeof(float));
+    if (!s->vecs) return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT id, embedding FROM chunks ORDER BY id", -1, &q, NULL) != SQLITE_OK)
+        return db_err(s, err, "reading embeddings");
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        int64_t i = sb_store_find_id(s, sqlite3_column_int64(q, 0));
+        if (i < 0 || sqlite3_column_bytes(q, 1) != (int)(sizeof(float) * (size_t)s->dim)) continue;
+        memcpy(s->vecs + (size_t)i * (size_t)s->dim, sqlite3_column_blob(q, 1), sizeof(float) * (size_t)s->dim);
+    }
+    sqlite3_finalize(q);
     return SB_OK;
 }
 
@@ -453,32 +494,115 @@ static int cmp_scored(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-static sb_status dense(sb_store *s, sb_encoder *enc, const char *query, int k, scored **out, int *n, sb_err *err) {
-    sb_status st = load_vectors(s, err);
-    if (st != SB_OK) return st;
-    float *qv = malloc(sizeof(float) * (size_t)s->dim);
-    scored *all = malloc(sizeof(scored) * (size_t)(s->n_vecs ? s->n_vecs : 1));
-    if (!qv || !all) {
-        free(qv);
-        free(all);
-        return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+/* ---- metadata filters ---- */
+
+#define FILTER_SQL                                                                                           \
+    "(?1 IS NULL OR d.path GLOB ?1) AND (?2 IS NULL OR d.type = ?2) AND (?3 IS NULL OR d.mtime >= ?3) AND "  \
+    "(?4 IS NULL OR d.mtime <= ?4)"
+
+static bool has_filter(const sb_search_opts *o) { return o->path_glob || o->type || o->since || o->until; }
+
+static void bind_filter(sqlite3_stmt *q, const sb_search_opts *o) {
+    if (o->path_glob) sqlite3_bind_text(q, 1, o->path_glob, -1, SQLITE_STATIC);
+    if (o->type) sqlite3_bind_text(q, 2, o->type, -1, SQLITE_STATIC);
+    if (o->since) sqlite3_bind_int64(q, 3, o->since);
+    if (o->until) sqlite3_bind_int64(q, 4, o->until);
+}
+
+/* the documents passing the filters, ascending */
+typedef struct doc_set {
+    int64_t *ids;
+    size_t n;
+} doc_set;
+
+static sb_status filter_docs(sb_store *s, const sb_search_opts *o, doc_set *ds, sb_err *err) {
+    sqlite3_stmt *q;
+    size_t cap = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT d.id FROM documents d WHERE " FILTER_SQL " ORDER BY d.id", -1, &q, NULL) !=
+        SQLITE_OK)
+        return db_err(s, err, "filtering documents");
+    bind_filter(q, o);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        if (ds->n == cap) {
+            cap = cap ? cap * 2 : 64;
+            int64_t *np = sb_realloc_array(ds->ids, cap, sizeof *np);
+            if (!np) {
+                sqlite3_finalize(q);
+                return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+            }
+            ds->ids = np;
+        }
+        ds->ids[ds->n++] = sqlite3_column_int64(q, 0);
     }
+    sqlite3_finalize(q);
+    return SB_OK;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool doc_allowed(const doc_set *ds, int64_t doc) {
+    return !ds || bsearch(&doc, ds->ids, ds->n, sizeof doc, cmp_i64);
+}
+
+typedef struct chunk_filter {
+    const sb_store *s;
+    const doc_set *ds;
+} chunk_filter;
+
+static bool chunk_allowed(int64_t chunk, void *user) {
+    const chunk_filter *f = user;
+    int64_t i = sb_store_find_id(f->s, chunk);
+    return i >= 0 && doc_allowed(f->ds, f->s->doc_of[i]);
+}
+
+/* ---- dense, BM25, fusion ---- */
+
+static sb_status dense(sb_store *s, sb_encoder *enc, const char *query, int k, bool exact, const doc_set *ds,
+                       scored **out, int *n, sb_err *err) {
+    *out = NULL;
+    *n = 0;
+    sb_status st = sb_store_load_ids(s, err);
+    if (st != SB_OK) return st;
+    bool use_index = !exact && s->n_ids >= s->index_min;
+    if (use_index ? (st = sb_store_index_sync(s, NULL, err)) != SB_OK : (st = load_vectors(s, err)) != SB_OK)
+        return st;
+    float *qv = malloc(sizeof(float) * (size_t)s->dim);
+    scored *all = malloc(sizeof(scored) * (size_t)(use_index ? (k > 0 ? k : 1) : s->n_ids ? s->n_ids : 1));
+    int64_t *labels = use_index ? malloc(sizeof(int64_t) * (size_t)(k > 0 ? k : 1)) : NULL;
+    float *dist = use_index ? malloc(sizeof(float) * (size_t)(k > 0 ? k : 1)) : NULL;
     const char *texts[1] = {query};
-    if ((st = sb_encoder_embed(enc, texts, 1, true, qv, err)) != SB_OK) {
-        free(qv);
+    if (!qv || !all || (use_index && (!labels || !dist))) st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+    else st = sb_encoder_embed(enc, texts, 1, true, qv, err);
+    if (st == SB_OK && use_index) {
+        chunk_filter f = {s, ds};
+        int ef = k * 2 > 64 ? k * 2 : 64;
+        int m = sb_hnsw_search(s->index, qv, k, ef, ds ? chunk_allowed : NULL, &f, labels, dist);
+        for (int i = 0; i < m; i++) all[i] = (scored){labels[i], 1.0 - dist[i]};
+        *n = m;
+    } else if (st == SB_OK) {
+        int64_t m = 0;
+        for (int64_t i = 0; i < s->n_ids; i++) {
+            if (!doc_allowed(ds, s->doc_of[i])) continue;
+            const float *v = s->vecs + (size_t)i * (size_t)s->dim;
+            double dot = 0;
+            for (int j = 0; j < s->dim; j++) dot += (double)v[j] * qv[j];
+            all[m++] = (scored){s->ids[i], dot};
+        }
+        qsort(all, (size_t)m, sizeof *all, cmp_scored);
+        *n = m < k ? (int)m : k;
+    }
+    free(qv);
+    free(labels);
+    free(dist);
+    if (st != SB_OK) {
         free(all);
+        *n = 0;
         return st;
     }
-    for (int64_t i = 0; i < s->n_vecs; i++) {
-        const float *v = s->vecs + (size_t)i * (size_t)s->dim;
-        double dot = 0;
-        for (int j = 0; j < s->dim; j++) dot += (double)v[j] * qv[j];
-        all[i] = (scored){s->ids[i], dot};
-    }
-    qsort(all, (size_t)s->n_vecs, sizeof *all, cmp_scored);
-    *n = s->n_vecs < k ? (int)s->n_vecs : k;
     *out = all;
-    free(qv);
     return SB_OK;
 }
 
@@ -502,27 +626,52 @@ static char *fts_query(const char *q) {
     return b.data;
 }
 
-static sb_status bm25(sb_store *s, const char *query, int k, scored **out, int *n, sb_err *err) {
+static sb_status bm25(sb_store *s, const char *query, int k, const sb_search_opts *o, scored **out, int *n,
+                      sb_err *err) {
     *out = malloc(sizeof(scored) * (size_t)(k > 0 ? k : 1));
     *n = 0;
     if (!*out) return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
     char *fq = fts_query(query);
     if (!fq) return SB_OK; /* no words: nothing matches */
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
-                           "ORDER BY bm25(chunks_fts) LIMIT ?",
-                           -1, &q, NULL) != SQLITE_OK) {
+    const char *sql = has_filter(o) ? "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?5 AND "
+                                      "rowid IN (SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE " FILTER_SQL
+                                      ") ORDER BY bm25(chunks_fts) LIMIT ?6"
+                                    : "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?5 "
+                                      "ORDER BY bm25(chunks_fts) LIMIT ?6";
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
         free(fq);
         return db_err(s, err, "full-text search");
     }
-    sqlite3_bind_text(q, 1, fq, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(q, 2, k);
+    if (has_filter(o)) bind_filter(q, o);
+    sqlite3_bind_text(q, 5, fq, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 6, k);
     while (sqlite3_step(q) == SQLITE_ROW && *n < k)
         (*out)[(*n)++] = (scored){sqlite3_column_int64(q, 0), -sqlite3_column_double(q, 1)};
     sqlite3_finalize(q);
     free(fq);
     return SB_OK;
+}
+
+int sb_rrf_fuse(const int64_t *a, int na, double wa, const int64_t *b, int nb, double wb, int64_t *out,
+                double *score) {
+    scored *r = malloc(sizeof(scored) * (size_t)(na + nb + 1));
+    if (!r) return 0;
+    int nr = 0;
+    for (int i = 0; i < na; i++) r[nr++] = (scored){a[i], wa / (60 + i + 1)};
+    for (int i = 0; i < nb; i++) {
+        int j = 0;
+        while (j < nr && r[j].id != b[i]) j++;
+        if (j == nr) r[nr++] = (scored){b[i], 0};
+        r[j].score += wb / (60 + i + 1);
+    }
+    qsort(r, (size_t)nr, sizeof *r, cmp_scored);
+    for (int i = 0; i < nr; i++) {
+        out[i] = r[i].id;
+        if (score) score[i] = r[i].score;
+    }
+    free(r);
+    return nr;
 }
 
 void sb_hits_free(sb_hit *hits, int n) {
@@ -534,71 +683,114 @@ void sb_hits_free(sb_hit *hits, int n) {
     free(hits);
 }
 
+/* kept hits' spans, for dropping overlapping chunks */
+typedef struct span {
+    int64_t doc, start, end;
+} span;
+
+static bool overlaps(const span *kept, const sb_hit *hits, int n, span x, const char *text) {
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(hits[i].text, text)) return true;
+        if (kept[i].doc != x.doc) continue;
+        int64_t lo = kept[i].start > x.start ? kept[i].start : x.start;
+        int64_t hi = kept[i].end < x.end ? kept[i].end : x.end;
+        int64_t shorter = kept[i].end - kept[i].start < x.end - x.start ? kept[i].end - kept[i].start : x.end - x.start;
+        if (hi > lo && 2 * (hi - lo) > shorter) return true;
+    }
+    return false;
+}
+
 sb_status sb_store_search(sb_store *s, sb_encoder *enc, const char *query, int k, sb_search_mode mode, sb_hit **hits,
                           int *n_hits, sb_err *err) {
+    sb_search_opts o = {.mode = mode, .k = k};
+    return sb_store_search_opts(s, enc, query, &o, hits, n_hits, err);
+}
+
+sb_status sb_store_search_opts(sb_store *s, sb_encoder *enc, const char *query, const sb_search_opts *o,
+                               sb_hit **hits, int *n_hits, sb_err *err) {
     *hits = NULL;
     *n_hits = 0;
+    int k = o->k;
+    sb_search_mode mode = o->mode;
     if (k <= 0) return SB_OK;
     if (!s->model) return sb_err_set(err, SB_ERR_INVALID, "%s: the store is empty", s->dir);
     if (sb_encoder_dim(enc) != s->dim)
         return sb_err_set(err, SB_ERR_INVALID, "%s: the store's vectors have %d dimensions, the encoder gives %d",
                           s->dir, s->dim, sb_encoder_dim(enc));
-    int pool = k * 4 > 50 ? k * 4 : 50;
-    scored *d = NULL, *b = NULL, *res = NULL;
+    /* each list longer than k: fusion and the overlap filter need spares */
+    int pool = k * 4 > 50 ? k * 4 : 50, want = mode == SB_SEARCH_HYBRID ? pool : o->keep_overlaps ? k : 2 * k + 8;
+    scored *d = NULL, *b = NULL;
+    int64_t *ids = NULL, *da = NULL, *ba = NULL;
+    double *sc = NULL;
     int nd = 0, nb = 0, nr = 0;
-    sb_status st = SB_OK;
-    if (mode != SB_SEARCH_BM25 && (st = dense(s, enc, query, mode == SB_SEARCH_DENSE ? k : pool, &d, &nd, err)) != SB_OK)
+    doc_set ds = {0};
+    bool filtered = has_filter(o);
+    sb_status st = filtered ? filter_docs(s, o, &ds, err) : SB_OK;
+    if (st == SB_OK && mode != SB_SEARCH_BM25)
+        st = dense(s, enc, query, want, o->exact, filtered ? &ds : NULL, &d, &nd, err);
+    if (st == SB_OK && mode != SB_SEARCH_DENSE) st = bm25(s, query, want, o, &b, &nb, err);
+    if (st != SB_OK) goto out;
+    ids = malloc(sizeof(int64_t) * (size_t)(nd + nb + 1));
+    sc = malloc(sizeof(double) * (size_t)(nd + nb + 1));
+    da = malloc(sizeof(int64_t) * (size_t)(nd + 1));
+    ba = malloc(sizeof(int64_t) * (size_t)(nb + 1));
+    if (!ids || !sc || !da || !ba) {
+        st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
         goto out;
-    if (mode != SB_SEARCH_DENSE && (st = bm25(s, query, mode == SB_SEARCH_BM25 ? k : pool, &b, &nb, err)) != SB_OK)
-        goto out;
-    if (mode == SB_SEARCH_DENSE) res = d, nr = nd, d = NULL;
-    else if (mode == SB_SEARCH_BM25) res = b, nr = nb, b = NULL;
-    else {
-        /* reciprocal-rank fusion (Cormack et al. 2009): score = sum 1 / (60 + rank) */
-        res = malloc(sizeof(scored) * (size_t)(nd + nb + 1));
-        if (!res) {
-            st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
-            goto out;
-        }
-        for (int i = 0; i < nd; i++) res[nr++] = (scored){d[i].id, 1.0 / (60 + i + 1)};
-        for (int i = 0; i < nb; i++) {
-            int j = 0;
-            while (j < nr && res[j].id != b[i].id) j++;
-            if (j == nr) res[nr++] = (scored){b[i].id, 0};
-            res[j].score += 1.0 / (60 + i + 1);
-        }
-        qsort(res, (size_t)nr, sizeof *res, cmp_scored);
     }
-    if (nr > k) nr = k;
-    *hits = calloc((size_t)(nr ? nr : 1), sizeof **hits);
+    for (int i = 0; i < nd; i++) da[i] = d[i].id;
+    for (int i = 0; i < nb; i++) ba[i] = b[i].id;
+    if (mode == SB_SEARCH_HYBRID) {
+        nr = sb_rrf_fuse(da, nd, o->dense_weight > 0 ? o->dense_weight : 1.0, ba, nb, 1.0, ids, sc);
+    } else {
+        const scored *l = mode == SB_SEARCH_DENSE ? d : b;
+        nr = mode == SB_SEARCH_DENSE ? nd : nb;
+        for (int i = 0; i < nr; i++) ids[i] = l[i].id, sc[i] = l[i].score;
+    }
+    *hits = calloc((size_t)k, sizeof **hits);
+    span *kept = malloc(sizeof(span) * (size_t)k);
     sqlite3_stmt *q = NULL;
-    if (!*hits ||
+    if (!*hits || !kept ||
         sqlite3_prepare_v2(s->db,
-                           "SELECT d.path, c.section, c.text, c.line_start, c.line_end, c.page FROM chunks c "
-                           "JOIN documents d ON d.id = c.doc_id WHERE c.id = ?",
+                           "SELECT d.path, c.section, c.text, c.line_start, c.line_end, c.page, c.doc_id, c.char_start,"
+                           " c.char_end FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id = ?",
                            -1, &q, NULL) != SQLITE_OK) {
-        st = *hits ? db_err(s, err, "reading hits") : sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+        st = *hits && kept ? db_err(s, err, "reading hits") : sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+        free(kept);
         goto out;
     }
-    for (int i = 0; i < nr; i++) {
+    for (int i = 0; i < nr && *n_hits < k; i++) {
         sqlite3_reset(q);
-        sqlite3_bind_int64(q, 1, res[i].id);
+        sqlite3_bind_int64(q, 1, ids[i]);
         if (sqlite3_step(q) != SQLITE_ROW) continue;
+        span x = {sqlite3_column_int64(q, 6), sqlite3_column_int64(q, 7), sqlite3_column_int64(q, 8)};
+        const char *text = (const char *)sqlite3_column_text(q, 2);
+        if (!o->keep_overlaps && overlaps(kept, *hits, *n_hits, x, text)) continue;
+        kept[*n_hits] = x;
         sb_hit *h = &(*hits)[(*n_hits)++];
-        h->chunk_id = res[i].id;
-        h->score = res[i].score;
+        h->chunk_id = ids[i];
+        h->score = sc[i];
         h->path = sb_strdup((const char *)sqlite3_column_text(q, 0));
         h->section = sqlite3_column_text(q, 1) ? sb_strdup((const char *)sqlite3_column_text(q, 1)) : NULL;
-        h->text = sb_strdup((const char *)sqlite3_column_text(q, 2));
+        h->text = sb_strdup(text);
         h->line_start = sqlite3_column_int(q, 3);
         h->line_end = sqlite3_column_int(q, 4);
         h->page = sqlite3_column_int(q, 5);
+        if (!h->path || !h->text) {
+            st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+            break;
+        }
     }
     sqlite3_finalize(q);
+    free(kept);
 out:
     free(d);
     free(b);
-    free(res);
+    free(ids);
+    free(sc);
+    free(da);
+    free(ba);
+    free(ds.ids);
     if (st != SB_OK) {
         sb_hits_free(*hits, *n_hits);
         *hits = NULL;

@@ -59,10 +59,50 @@ typedef struct sb_hit {
 } sb_hit;
 
 /* Top k chunks for a query. *hits is a heap array of *n (free with
- * sb_hits_free). Hybrid: reciprocal-rank fusion (k = 60) of dense and BM25. */
+ * sb_hits_free). Hybrid: reciprocal-rank fusion (k = 60) of dense and BM25.
+ * The same as sb_store_search_opts with {mode, k} and the other fields 0. */
 sb_status sb_store_search(sb_store *s, sb_encoder *enc, const char *query, int k, sb_search_mode mode,
                           sb_hit **hits, int *n, sb_err *err);
 void sb_hits_free(sb_hit *hits, int n);
+
+typedef struct sb_search_opts {
+    sb_search_mode mode;
+    int k;
+    /* metadata filters (NULL / 0: no filter): documents whose path matches the
+     * glob (SQLite GLOB: * ? [..], case-sensitive), of this type ("pdf", "md",
+     * ...), whose file was modified in [since, until] (Unix seconds) */
+    const char *path_glob, *type;
+    int64_t since, until;
+    bool keep_overlaps; /* false: a chunk overlapping a better one of the same
+                         * document by more than half, or repeating its text, is dropped */
+    bool exact;         /* dense by exact scan even where the HNSW index is used */
+    double dense_weight; /* hybrid: weight of the dense list in the fusion (0: 1) */
+} sb_search_opts;
+sb_status sb_store_search_opts(sb_store *s, sb_encoder *enc, const char *query, const sb_search_opts *o,
+                               sb_hit **hits, int *n, sb_err *err);
+
+/* Reciprocal-rank fusion of two ranked id lists (Cormack et al. 2009):
+ * score(id) = wa / (60 + rank in a) + wb / (60 + rank in b), ranks from 1.
+ * out (capacity na + nb) receives the ids by descending score; returns the count. */
+int sb_rrf_fuse(const int64_t *a, int na, double wa, const int64_t *b, int nb, double wb, int64_t *out,
+                double *score);
+
+/* ---- the HNSW index (rag/hnsw.h) beside the database: DIR/index.hnsw ----
+ * Derived from the store, never trusted blindly: on first use it is loaded
+ * and checked (header, sizes, checksum, links; the store's embedding model),
+ * then brought up to date from the store (chunks added or removed since);
+ * a missing, corrupt or foreign file is rebuilt (with a warning). Dense
+ * search uses it once the store holds SABIO_HNSW_MIN chunks (environment;
+ * default 4096), the exact scan below that. An ingest updates and saves it. */
+typedef struct sb_index_report {
+    int64_t vectors, deleted; /* live vectors and tombstones */
+    int64_t added, removed;   /* by this check's catch-up */
+    bool rebuilt;             /* the file was missing, corrupt or foreign */
+} sb_index_report;
+/* Brings the index up to date, saves it, and checks it against the store:
+ * the same chunk ids, and each vector equal to the stored embedding.
+ * SB_ERR_FORMAT names the first disagreement. */
+sb_status sb_store_index_check(sb_store *s, sb_index_report *r, sb_err *err);
 
 typedef struct sb_store_stats {
     int64_t documents, chunks;
