@@ -37,5 +37,6 @@ int cmd_ingest(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_docs(int argc, char **argv);
 int cmd_ask(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -534,6 +534,34 @@ void sb_hits_free(sb_hit *hits, int n) {
     free(hits);
 }
 
+static const char HIT_SQL[] = "SELECT d.path, c.section, c.text, c.line_start, c.line_end, c.page FROM chunks c "
+                              "JOIN documents d ON d.id = c.doc_id WHERE c.id = ?";
+
+/* Fills h (score 0) from chunk id with the prepared HIT_SQL; false if absent. */
+static bool read_hit(sqlite3_stmt *q, int64_t id, sb_hit *h) {
+    sqlite3_reset(q);
+    sqlite3_bind_int64(q, 1, id);
+    if (sqlite3_step(q) != SQLITE_ROW) return false;
+    *h = (sb_hit){.chunk_id = id};
+    h->path = sb_strdup((const char *)sqlite3_column_text(q, 0));
+    h->section = sqlite3_column_text(q, 1) ? sb_strdup((const char *)sqlite3_column_text(q, 1)) : NULL;
+    h->text = sb_strdup((const char *)sqlite3_column_text(q, 2));
+    h->line_start = sqlite3_column_int(q, 3);
+    h->line_end = sqlite3_column_int(q, 4);
+    h->page = sqlite3_column_int(q, 5);
+    return true;
+}
+
+sb_status sb_store_get_chunk(sb_store *s, int64_t chunk_id, sb_hit *out, sb_err *err) {
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, HIT_SQL, -1, &q, NULL) != SQLITE_OK) return db_err(s, err, "reading a chunk");
+    bool found = read_hit(q, chunk_id, out);
+    sqlite3_finalize(q);
+    if (!found) return sb_err_set(err, SB_ERR_NOT_FOUND, "%s: no chunk %lld", s->dir, (long long)chunk_id);
+    return SB_OK;
+}
+
 sb_status sb_store_search(sb_store *s, sb_encoder *enc, const char *query, int k, sb_search_mode mode, sb_hit **hits,
                           int *n_hits, sb_err *err) {
     *hits = NULL;
@@ -572,27 +600,15 @@ sb_status sb_store_search(sb_store *s, sb_encoder *enc, const char *query, int k
     if (nr > k) nr = k;
     *hits = calloc((size_t)(nr ? nr : 1), sizeof **hits);
     sqlite3_stmt *q = NULL;
-    if (!*hits ||
-        sqlite3_prepare_v2(s->db,
-                           "SELECT d.path, c.section, c.text, c.line_start, c.line_end, c.page FROM chunks c "
-                           "JOIN documents d ON d.id = c.doc_id WHERE c.id = ?",
-                           -1, &q, NULL) != SQLITE_OK) {
+    if (!*hits || sqlite3_prepare_v2(s->db, HIT_SQL, -1, &q, NULL) != SQLITE_OK) {
         st = *hits ? db_err(s, err, "reading hits") : sb_err_set(err, SB_ERR_NOMEM, "out of memory");
         goto out;
     }
     for (int i = 0; i < nr; i++) {
-        sqlite3_reset(q);
-        sqlite3_bind_int64(q, 1, res[i].id);
-        if (sqlite3_step(q) != SQLITE_ROW) continue;
-        sb_hit *h = &(*hits)[(*n_hits)++];
-        h->chunk_id = res[i].id;
+        sb_hit *h = &(*hits)[*n_hits];
+        if (!read_hit(q, res[i].id, h)) continue;
         h->score = res[i].score;
-        h->path = sb_strdup((const char *)sqlite3_column_text(q, 0));
-        h->section = sqlite3_column_text(q, 1) ? sb_strdup((const char *)sqlite3_column_text(q, 1)) : NULL;
-        h->text = sb_strdup((const char *)sqlite3_column_text(q, 2));
-        h->line_start = sqlite3_column_int(q, 3);
-        h->line_end = sqlite3_column_int(q, 4);
-        h->page = sqlite3_column_int(q, 5);
+        (*n_hits)++;
     }
     sqlite3_finalize(q);
 out:
