@@ -11,7 +11,7 @@
 B        ?= build
 CC       ?= cc
 OPT      ?= -O2
-PKGS     := jansson libutf8proc libpcre2-8 openblas sqlite3 gumbo poppler-glib
+PKGS     := jansson libutf8proc libpcre2-8 openblas sqlite3 gumbo poppler-glib libmicrohttpd
 CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter \
             -Wshadow -Wno-missing-field-initializers -fno-strict-aliasing \
             -Iinclude -Isrc $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)
@@ -28,6 +28,10 @@ LIB_SRC  := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
 CLI_SRC  := $(wildcard src/cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
+# the HTTP server (app layer beside the CLI); its web page is compiled in from www/
+SERVE_SRC := $(wildcard src/serve/*.c)
+SERVE_OBJ := $(SERVE_SRC:%.c=$(B)/%.o) $(B)/src/serve/www.o
+WWW      := $(sort $(wildcard src/serve/www/*))
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
@@ -47,8 +51,25 @@ $(B)/libsabio.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(B)/sabio: $(CLI_OBJ) $(B)/libsabio.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(B)/libsabio.a $(LDLIBS)
+$(B)/libserve.a: $(SERVE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# www.c: each file of src/serve/www as a byte array (xxd), and the table of them
+$(B)/src/serve/www.c: $(WWW) Makefile
+	@mkdir -p $(dir $@)
+	@{ echo '#include "serve/www.h"'; \
+	  for f in $(WWW); do n=$$(basename $$f | tr -c 'a-zA-Z0-9\n' _); \
+	    echo "static const unsigned char $$n[] = {"; xxd -i <$$f; echo ', 0};'; done; \
+	  echo 'const sv_asset sv_assets[] = {'; \
+	  for f in $(WWW); do n=$$(basename $$f | tr -c 'a-zA-Z0-9\n' _); \
+	    echo "    {\"/$$(basename $$f)\", $$n, sizeof $$n - 1},"; done; \
+	  echo '    {0}};'; } >$@.tmp && mv $@.tmp $@
+$(B)/src/serve/www.o: $(B)/src/serve/www.c src/serve/www.h
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/sabio: $(CLI_OBJ) $(B)/libserve.a $(B)/libsabio.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(B)/libserve.a $(B)/libsabio.a $(LDLIBS)
 
 $(B)/tests/%: tests/%.c tests/test.h $(B)/libsabio.a
 	@mkdir -p $(dir $@)
@@ -65,11 +86,11 @@ asan:
 # libFuzzer targets: build/fuzz/fuzz_X. Run one: build-fuzz/fuzz_gguf -max_total_time=600 corpus/
 FUZZ_CFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 fuzz:
-	$(MAKE) B=build-fuzz CC=clang OPT=-O1 EXTRA_CFLAGS="$(FUZZ_CFLAGS)" build-fuzz/libsabio.a
+	$(MAKE) B=build-fuzz CC=clang OPT=-O1 EXTRA_CFLAGS="$(FUZZ_CFLAGS)" build-fuzz/libsabio.a build-fuzz/libserve.a
 	@mkdir -p build-fuzz/fuzz
 	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  clang -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
-	    -o build-fuzz/fuzz/$$n $$f build-fuzz/libsabio.a $(LDLIBS) || exit 1; done
+	    -o build-fuzz/fuzz/$$n $$f build-fuzz/libserve.a build-fuzz/libsabio.a $(LDLIBS) || exit 1; done
 
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)

@@ -51,5 +51,6 @@ int cmd_docs(int argc, char **argv);
 int cmd_ask(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

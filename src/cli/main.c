@@ -95,6 +95,7 @@ static const char usage[] =
     "  ask --store DIR -m MODEL Q answer from the store's documents, citing them\n"
     "  tune -m MODEL --data F -o DIR  train a LoRA adapter on a JSONL chat dataset\n"
     "  merge -m MODEL --lora A -o OUT merge LoRA adapters into a model file\n"
+    "  serve -m MODEL [--store DIR]  OpenAI-compatible HTTP server, RAG routes and a web page\n"
     "\n"
     "`sabio COMMAND --help` shows a command's options.\n";
 
@@ -118,6 +119,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "ask")) return cmd_ask(argc, argv);
     if (!strcmp(cmd, "tune")) return cmd_tune(argc, argv);
     if (!strcmp(cmd, "merge")) return cmd_merge(argc, argv);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc, argv);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         puts("sabio 0.1.0");
         return 0;

@@ -60,8 +60,22 @@ static char *render(sb_chat_tmpl t, const char *system, const char *question, co
 sb_status sb_ask(sb_store *store, sb_encoder *enc, sb_session *s, const sb_model *m, const char *question,
                  const sb_ask_params *p, sb_text_cb cb, void *user, sb_ask_result *out, sb_err *err) {
     memset(out, 0, sizeof *out);
+    sb_hit *hits = NULL;
+    int n_hits = 0;
+    sb_status st = sb_store_search(store, enc, question, p->k, p->mode, &hits, &n_hits, err);
+    if (st != SB_OK) return st;
+    return sb_ask_hits(hits, n_hits, s, m, question, p, cb, user, out, err);
+}
+
+sb_status sb_ask_hits(sb_hit *hits, int n_hits, sb_session *s, const sb_model *m, const char *question,
+                      const sb_ask_params *p, sb_text_cb cb, void *user, sb_ask_result *out, sb_err *err) {
+    memset(out, 0, sizeof *out);
+    sb_status st = SB_OK;
     const sb_tokenizer *tok = sb_model_tokenizer(m);
-    if (!tok) return sb_err_set(err, SB_ERR_INVALID, "the model has no tokenizer");
+    if (!tok) {
+        sb_hits_free(hits, n_hits);
+        return sb_err_set(err, SB_ERR_INVALID, "the model has no tokenizer");
+    }
     sb_chat_tmpl t = p->tmpl;
     if (t == SB_CHAT_UNKNOWN) t = sb_chat_detect(sb_tokenizer_chat_template(tok));
     if (t == SB_CHAT_UNKNOWN) t = !strcmp(sb_model_get_config(m)->arch, "phi3") ? SB_CHAT_PHI3 : SB_CHAT_CHATML;
@@ -69,10 +83,6 @@ sb_status sb_ask(sb_store *store, sb_encoder *enc, sb_session *s, const sb_model
     int n_ctx = sb_ctx_n_ctx(sb_session_ctx(s));
     int budget = n_ctx - p->answer_tokens;
 
-    sb_hit *hits = NULL;
-    int n_hits = 0;
-    sb_status st = sb_store_search(store, enc, question, p->k, p->mode, &hits, &n_hits, err);
-    if (st != SB_OK) return st;
     /* Grow the prompt source by source while it fits. */
     sb_tokens ids = {0};
     int used = 0;

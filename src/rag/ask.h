@@ -45,5 +45,10 @@ void sb_ask_result_free(sb_ask_result *r);
  * sources and answer in the context. */
 sb_status sb_ask(sb_store *store, sb_encoder *enc, sb_session *s, const sb_model *m, const char *question,
                  const sb_ask_params *p, sb_text_cb cb, void *user, sb_ask_result *out, sb_err *err);
+/* sb_ask after retrieval: answers from hits (n_hits from sb_store_search,
+ * taken over: freed or moved into out in every case), so a caller sharing one
+ * store and encoder between threads holds its lock only while searching. */
+sb_status sb_ask_hits(sb_hit *hits, int n_hits, sb_session *s, const sb_model *m, const char *question,
+                      const sb_ask_params *p, sb_text_cb cb, void *user, sb_ask_result *out, sb_err *err);
 
 #endif

@@ -700,6 +700,34 @@ static bool overlaps(const span *kept, const sb_hit *hits, int n, span x, const 
     return false;
 }
 
+static const char HIT_SQL[] = "SELECT d.path, c.section, c.text, c.line_start, c.line_end, c.page FROM chunks c "
+                              "JOIN documents d ON d.id = c.doc_id WHERE c.id = ?";
+
+/* Fills h (score 0) from chunk id with the prepared HIT_SQL; false if absent. */
+static bool read_hit(sqlite3_stmt *q, int64_t id, sb_hit *h) {
+    sqlite3_reset(q);
+    sqlite3_bind_int64(q, 1, id);
+    if (sqlite3_step(q) != SQLITE_ROW) return false;
+    *h = (sb_hit){.chunk_id = id};
+    h->path = sb_strdup((const char *)sqlite3_column_text(q, 0));
+    h->section = sqlite3_column_text(q, 1) ? sb_strdup((const char *)sqlite3_column_text(q, 1)) : NULL;
+    h->text = sb_strdup((const char *)sqlite3_column_text(q, 2));
+    h->line_start = sqlite3_column_int(q, 3);
+    h->line_end = sqlite3_column_int(q, 4);
+    h->page = sqlite3_column_int(q, 5);
+    return true;
+}
+
+sb_status sb_store_get_chunk(sb_store *s, int64_t chunk_id, sb_hit *out, sb_err *err) {
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db, HIT_SQL, -1, &q, NULL) != SQLITE_OK) return db_err(s, err, "reading a chunk");
+    bool found = read_hit(q, chunk_id, out);
+    sqlite3_finalize(q);
+    if (!found) return sb_err_set(err, SB_ERR_NOT_FOUND, "%s: no chunk %lld", s->dir, (long long)chunk_id);
+    return SB_OK;
+}
+
 sb_status sb_store_search(sb_store *s, sb_encoder *enc, const char *query, int k, sb_search_mode mode, sb_hit **hits,
                           int *n_hits, sb_err *err) {
     sb_search_opts o = {.mode = mode, .k = k};

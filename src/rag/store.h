@@ -64,6 +64,9 @@ typedef struct sb_hit {
 sb_status sb_store_search(sb_store *s, sb_encoder *enc, const char *query, int k, sb_search_mode mode,
                           sb_hit **hits, int *n, sb_err *err);
 void sb_hits_free(sb_hit *hits, int n);
+/* One chunk by id (score 0); SB_ERR_NOT_FOUND if there is none. The caller
+ * frees out->path, out->section and out->text. */
+sb_status sb_store_get_chunk(sb_store *s, int64_t chunk_id, sb_hit *out, sb_err *err);
 
 typedef struct sb_search_opts {
     sb_search_mode mode;
