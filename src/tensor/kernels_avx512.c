@@ -80,17 +80,18 @@ float sb_qdot_q4_0_avx512(const void *row, const void *xq, int64_t n) {
     return sum;
 }
 
+/* The min term m * s enters as m * (s / 8) in each of a block's 8 lanes
+ * (gemm_avx512.c's tiles do the same, bit for bit). */
 float sb_qdot_q4_1_avx512(const void *row, const void *xq, int64_t n) {
     const uint8_t *b = row;
     const sb_q8a *x = xq;
     __m512 acc = _mm512_setzero_ps();
-    float mins = 0;
     PAIR_LOOP(20, {
         __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), cat(nibbles(b + 4), nibbles(b + 24)), x2(x));
         acc = _mm512_fmadd_ps(scale2(h2f(b) * x[0].d, h2f(b + 20) * x[1].d), _mm512_cvtepi32_ps(p), acc);
-        mins += h2f(b + 2) * x[0].s + h2f(b + 22) * x[1].s;
+        acc = _mm512_fmadd_ps(scale2(h2f(b + 2), h2f(b + 22)), scale2(x[0].s * 0.125f, x[1].s * 0.125f), acc);
     })
-    float sum = _mm512_reduce_add_ps(acc) + mins;
+    float sum = _mm512_reduce_add_ps(acc);
     if (i < nb) sum += sb_qdot_q4_1_scalar(b, x, 32);
     return sum;
 }
