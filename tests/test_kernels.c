@@ -204,10 +204,11 @@ static void quant_kernels(void) {
                 for (int l = SB_ISA_COUNT - 1; l >= 0 && !best; l--)
                     if (sb_isa_supported(l)) best = sb_qdot_at(type, l);
                 CHECK(y[3] == best(q + 2 * rb, xq, n), "%s: sb_matvec_q uses the best kernel", t->name);
-                /* sb_matmul_q: 3 activation rows (the same quantized x, scaled
-                 * copies), columns 2..rows-2 of a (3, rows + 1) output */
+                /* sb_matmul_q: 9 activation rows (the same quantized x, scaled
+                 * copies: two full tiles of 4 and one left over), columns
+                 * 2..rows-2 of a (9, rows + 1) output */
                 {
-                    const int nb = 3;
+                    const int nb = 9;
                     const int64_t ldy = rows + 1;
                     uint8_t *xs = malloc(xbytes * nb);
                     float *yy = malloc(sizeof(float) * (size_t)(nb * ldy)), *x2 = malloc(sizeof(float) * n);

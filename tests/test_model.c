@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "model/model.h"
 #include "test.h"
@@ -209,6 +210,47 @@ static void test_model_dir(const char *name, bool longrope) {
         snprintf(label, sizeof label, "%s (gguf f16)", name);
         run_cases(g, dir, label, 0.05f);
         sb_model_free(g);
+    }
+    /* sb_model_quantize (`sabio quantize`): Q8_0 everywhere (output too, as
+     * llama-quantize). Q8_0's rounding error (rms ~ amax/127/sqrt(12) ~
+     * 0.006 sigma for 32 normal weights) is ~40x F16's (rms ~ 1.4e-4 sigma),
+     * and F16 moves these logits by 0.007: expect ~0.3, allow 0.5. A tied
+     * embedding takes the output's type (Q8_0 here), as llama.cpp. Q4_K_M on rows
+     * of 64/96 (not multiples of 256) takes llama.cpp's fallbacks: Q4_K ->
+     * Q5_0, Q5_K (attn_qkv) -> Q5_1, Q6_K (output; ffn_down of the last
+     * layer, use_more_bits) -> Q8_0. */
+    if (phi3 && !longrope && c->n_layer == 2) {
+        st = sb_model_quantize(m, gguf, "Q8_0", 2, &err);
+        CHECK(st == SB_OK, "quantize q8_0 %s: %s", gguf, err.msg);
+        g = st == SB_OK ? sb_model_open(gguf, &err) : NULL;
+        CHECK(g != NULL, "reopen q8_0 %s: %s", gguf, err.msg);
+        if (g) {
+            snprintf(label, sizeof label, "%s (quantize q8_0)", name);
+            run_cases(g, dir, label, 0.5f);
+            sb_model_free(g);
+        }
+        st = sb_model_quantize(m, gguf, "Q4_K_M", 0, &err);
+        CHECK(st == SB_OK, "quantize q4_k_m %s: %s", gguf, err.msg);
+        sb_gguf *q = st == SB_OK ? sb_gguf_open(gguf, &err) : NULL;
+        CHECK(q != NULL, "open q4_k_m %s: %s", gguf, err.msg);
+        static const struct { const char *name; int type; } want[] = {
+            {"token_embd.weight", SB_Q5_0},      {"output.weight", SB_Q8_0}, /* both Q8_0 if tied */
+            {"blk.0.attn_qkv.weight", SB_Q5_1},  {"blk.0.attn_output.weight", SB_Q5_0},
+            {"blk.0.ffn_up.weight", SB_Q5_0},    {"blk.0.ffn_down.weight", SB_Q5_0},
+            {"blk.1.ffn_down.weight", SB_Q8_0},  {"blk.1.attn_norm.weight", SB_F32},
+        };
+        for (size_t i = 0; q && i < sizeof want / sizeof want[0]; i++) {
+            sb_tensor t = {0};
+            int wt = want[i].type;
+            if (c->tied_embeddings && i == 0) wt = SB_Q8_0;
+            if (c->tied_embeddings && i == 1) continue;
+            int64_t at = sb_gguf_find_tensor(q, want[i].name);
+            CHECK(at >= 0 && sb_gguf_tensor(q, at, &t) && t.type == wt, "%s q4_k_m: %s is %s, want %s", name,
+                  want[i].name, at >= 0 ? sb_dtype_name(t.type) : "absent", sb_dtype_name(wt));
+        }
+        sb_gguf_free(q);
+        CHECK(sb_model_quantize(m, gguf, "Q3_X", 0, &err) == SB_ERR_INVALID && strstr(err.msg, "Q3_X"),
+              "quantize: unknown type names the type: %s", err.msg);
     }
     unlink(gguf);
     sb_model_free(m);

@@ -88,6 +88,7 @@ static const char usage[] =
     "  generate -m MODEL -p TEXT  continue a prompt\n"
     "  chat -m MODEL              interactive multi-turn chat in the model's template\n"
     "  convert MODEL OUT.gguf     write a model (HF folder or GGUF) as GGUF [--type f32|f16|bf16|q8_0]\n"
+    "  quantize MODEL OUT TYPE    llama-quantize's file types (Q8_0, Q4_0, Q4_K_M, ...) from GGUF or HF\n"
     "  embed -m MODEL [FILE|-]    sentence embeddings, one JSON array per input line\n"
     "  ingest --store DIR PATH... add documents (txt, md, html, pdf, jsonl, csv) to a knowledge store\n"
     "  search --store DIR QUERY   the best chunks for a query (hybrid, dense or BM25)\n"
@@ -112,6 +113,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "generate")) return cmd_generate(argc, argv);
     if (!strcmp(cmd, "chat")) return cmd_chat(argc, argv);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc, argv);
+    if (!strcmp(cmd, "quantize")) return cmd_quantize(argc, argv);
     if (!strcmp(cmd, "embed")) return cmd_embed(argc, argv);
     if (!strcmp(cmd, "ingest")) return cmd_ingest(argc, argv);
     if (!strcmp(cmd, "search")) return cmd_search(argc, argv);

@@ -556,6 +556,8 @@ typedef struct wtensor {
     int64_t ne[GGUF_MAX_DIMS];
     const void *data;
     size_t nbytes;
+    sb_gguf_fill_fn fill; /* data made at write time (data NULL) */
+    void *fill_ctx;
 } wtensor;
 
 struct sb_gguf_writer {
@@ -718,6 +720,11 @@ sb_status sb_gguf_writer_copy_kv(sb_gguf_writer *w, const sb_gguf *src) {
 
 sb_status sb_gguf_writer_add_tensor(sb_gguf_writer *w, const char *name, int type, int n_dims,
                                     const int64_t *ne, const void *data, size_t nbytes) {
+    return sb_gguf_writer_add_tensor_fn(w, name, type, n_dims, ne, nbytes, NULL, (void *)data);
+}
+
+sb_status sb_gguf_writer_add_tensor_fn(sb_gguf_writer *w, const char *name, int type, int n_dims,
+                                       const int64_t *ne, size_t nbytes, sb_gguf_fill_fn fill, void *ctx) {
     if (n_dims < 1 || n_dims > GGUF_MAX_DIMS) return SB_ERR_INVALID;
     int64_t nel = 1;
     for (int d = 0; d < n_dims; d++)
@@ -742,7 +749,9 @@ sb_status sb_gguf_writer_add_tensor(sb_gguf_writer *w, const char *name, int typ
     t->type = type;
     t->n_dims = n_dims;
     for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
-    t->data = data;
+    t->data = fill ? NULL : ctx;
+    t->fill = fill;
+    t->fill_ctx = ctx;
     t->nbytes = nbytes;
     w->n_tensors++;
     return SB_OK;
@@ -754,6 +763,7 @@ typedef struct sink {
     sb_buf *b;
     size_t written;
     bool failed;
+    sb_status fill_status; /* of a fill callback that failed, else SB_OK */
 } sink;
 
 static void put(sink *s, const void *p, size_t n) {
@@ -838,10 +848,33 @@ static void write_all(sb_gguf_writer *w, sink *s) {
         offset += (t->nbytes + align - 1) / align * align;
     }
     put_pad(s, align);
-    for (size_t i = 0; i < w->n_tensors; i++) {
-        put(s, w->tensors[i].data, w->tensors[i].nbytes);
+    void *buf = NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < w->n_tensors && !s->failed; i++) {
+        const wtensor *t = &w->tensors[i];
+        const void *data = t->data;
+        if (t->fill) {
+            if (t->nbytes > cap) {
+                free(buf);
+                cap = t->nbytes;
+                if (!(buf = sb_malloc(cap))) {
+                    s->failed = true;
+                    s->fill_status = SB_ERR_NOMEM;
+                    break;
+                }
+            }
+            sb_status st = t->fill(t->fill_ctx, buf, t->nbytes);
+            if (st != SB_OK) {
+                s->failed = true;
+                s->fill_status = st;
+                break;
+            }
+            data = buf;
+        }
+        put(s, data, t->nbytes);
         put_pad(s, align);
     }
+    free(buf);
 }
 
 sb_status sb_gguf_writer_write(sb_gguf_writer *w, const char *path, sb_err *err) {
@@ -852,6 +885,7 @@ sb_status sb_gguf_writer_write(sb_gguf_writer *w, const char *path, sb_err *err)
     write_all(w, &s);
     if (s.failed) {
         sb_afile_abort(&f);
+        if (s.fill_status != SB_OK) return s.fill_status; /* the callback set err */
         return sb_err_set(err, SB_ERR_IO, "%s: write failed", path);
     }
     return sb_afile_commit(&f, err);
@@ -863,6 +897,7 @@ sb_status sb_gguf_writer_to_memory(sb_gguf_writer *w, void **out, size_t *size, 
     write_all(w, &s);
     if (s.failed) {
         sb_buf_free(&b);
+        if (s.fill_status != SB_OK) return s.fill_status;
         return sb_err_set(err, SB_ERR_NOMEM, "gguf: out of memory writing to a buffer");
     }
     *out = b.data;

@@ -123,6 +123,13 @@ sb_status sb_gguf_writer_copy_kv(sb_gguf_writer *w, const sb_gguf *src);
 /* ne has n_dims entries, ne[0] innermost; nbytes must equal the type's size. */
 sb_status sb_gguf_writer_add_tensor(sb_gguf_writer *w, const char *name, int type, int n_dims,
                                     const int64_t *ne, const void *data, size_t nbytes);
+/* A tensor whose bytes are made only when the writer reaches it: fill(ctx,
+ * dst) writes nbytes into dst (a writer buffer reused between tensors) and
+ * returns SB_OK, or an error (message in the writer's err) that stops the
+ * write. So a converter holds one tensor at a time, never the whole model. */
+typedef sb_status (*sb_gguf_fill_fn)(void *ctx, void *dst, size_t nbytes);
+sb_status sb_gguf_writer_add_tensor_fn(sb_gguf_writer *w, const char *name, int type, int n_dims,
+                                       const int64_t *ne, size_t nbytes, sb_gguf_fill_fn fill, void *ctx);
 /* Writes to path via a temporary file, fsync and rename. Alignment comes
  * from general.alignment if set (default 32). */
 sb_status sb_gguf_writer_write(sb_gguf_writer *w, const char *path, sb_err *err);

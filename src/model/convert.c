@@ -13,32 +13,39 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "base/threadpool.h"
 #include "model/model_impl.h"
 #include "tensor/matvec.h"
 
-typedef struct {
-    sb_gguf_writer *w;
-    void **bufs; /* converted tensors, freed after the write */
-    int n_bufs, cap_bufs;
-    float *row;  /* scratch row of the widest input */
-    int type;    /* target type, < 0 keeps each tensor's own */
-    sb_err *err;
-} saver;
+typedef struct saver saver;
 
-static sb_status keep_buf(saver *s, void *p) {
-    if (s->n_bufs == s->cap_bufs) {
-        int cap = s->cap_bufs ? 2 * s->cap_bufs : 64;
-        void **nb = sb_realloc_array(s->bufs, (size_t)cap, sizeof *nb);
-        if (!nb) {
-            free(p);
-            return sb_err_set(s->err, SB_ERR_NOMEM, "out of memory");
-        }
-        s->bufs = nb, s->cap_bufs = cap;
-    }
-    s->bufs[s->n_bufs++] = p;
-    return SB_OK;
-}
+/* One matrix converted when the writer reaches it (sb_gguf_writer_add_tensor_fn):
+ * rows dequantized to f32 and quantized to `type`, split over the pool. */
+typedef struct job {
+    saver *s;
+    char name[96];
+    sb_tensor src;
+    int type, head_dim;
+    bool permute;
+    size_t rb_src, rb_dst;
+    char *dst;
+    sb_status st; /* of the worker threads */
+} job;
+
+struct saver {
+    sb_gguf_writer *w;
+    job **jobs; /* freed after the write */
+    int n_jobs, cap_jobs;
+    int type;   /* target type, < 0 keeps each tensor's own */
+    int mix;    /* llama-quantize's per-tensor exceptions (sb_model_quantize) */
+    sb_pool *pool;
+    int64_t n_layer, done_el, total_el;
+    bool tied; /* token_embd is also the output matrix */
+    double t0;
+    sb_err *err;
+};
 
 /* Row r of the output reads row src_row(r) of the input: identity, or
  * llama.cpp's Q/K permutation for heads of hd rows. */
@@ -49,39 +56,105 @@ int64_t sb_rope_perm_src_row(int64_t r, int hd) {
 
 static int64_t src_row(int64_t r, int hd, bool permute) { return permute ? sb_rope_perm_src_row(r, hd) : r; }
 
+static void convert_rows(void *arg, int ith, int nth) {
+    job *j = arg;
+    const int64_t ne0 = j->src.ne[0], ne1 = j->src.ne[1];
+    const sb_type_traits *tt = sb_type_traits_get(j->type);
+    float *row = j->type == j->src.type ? NULL : sb_malloc((size_t)ne0 * sizeof(float));
+    if (j->type != j->src.type && !row) {
+        j->st = SB_ERR_NOMEM;
+        return;
+    }
+    for (int64_t r = ne1 * ith / nth; r < ne1 * (ith + 1) / nth; r++) {
+        int64_t sr = src_row(r, j->head_dim, j->permute);
+        char *d = j->dst + (size_t)r * j->rb_dst;
+        if (!row) {
+            memcpy(d, (const char *)j->src.data + (size_t)sr * j->rb_src, j->rb_dst);
+        } else {
+            sb_get_row(&j->src, sr, row);
+            tt->from_float(row, d, ne0);
+        }
+    }
+    free(row);
+}
+
+static sb_status fill_matrix(void *ctx, void *dst, size_t nbytes) {
+    job *j = ctx;
+    saver *s = j->s;
+    j->dst = dst;
+    j->st = SB_OK;
+    sb_pool_run(s->pool, convert_rows, j);
+    if (j->st != SB_OK) return sb_err_set(s->err, j->st, "out of memory converting %s", j->name);
+    s->done_el += sb_tensor_nelements(&j->src);
+    if (s->total_el) {
+        double dt = sb_time_sec() - s->t0, rate = (double)s->done_el / (dt > 0 ? dt : 1e-9);
+        sb_log(SB_LOG_INFO, "%-28s %-5s %5.1f%%  %.0f M el/s, ETA %.0f s", j->name, sb_dtype_name(j->type),
+               100.0 * (double)s->done_el / (double)s->total_el, rate / 1e6,
+               (double)(s->total_el - s->done_el) / rate);
+    }
+    (void)nbytes;
+    return SB_OK;
+}
+
+/* llama.cpp's use_more_bits: the first and last eighth of the layers and
+ * every third one between get more bits in the _M mixes. */
+static bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+/* The type llama-quantize (llama_tensor_get_type, src/llama-quant.cpp) gives
+ * this tensor for base type `t` (mix: Q4_K_M's exceptions on top), then the
+ * same fallback when the row length is not a multiple of the block. */
+static int mixed_type(const saver *s, const char *name, int t, int64_t ne0) {
+    if (!sb_type_traits_get(t)->quantized) return t;
+    int layer = -1;
+    sscanf(name, "blk.%d.", &layer);
+    const int K = (int)sb_type_traits_get(SB_Q6_K)->blck_size;
+    if (!strcmp(name, "output.weight") || (s->tied && !strcmp(name, "token_embd.weight"))) {
+        if (ne0 % K) t = SB_Q8_0;
+        else if (t != SB_Q8_0) t = SB_Q6_K;
+    } else if (s->mix && layer >= 0) {
+        if (strstr(name, ".attn_v.") && use_more_bits(layer, s->n_layer)) t = SB_Q6_K;
+        else if (strstr(name, ".attn_qkv.")) t = SB_Q5_K;
+        else if (strstr(name, ".ffn_down.") && use_more_bits(layer, s->n_layer)) t = SB_Q6_K;
+    }
+    if (ne0 % sb_type_traits_get(t)->blck_size) {
+        t = t == SB_Q4_K ? SB_Q5_0 : t == SB_Q5_K ? SB_Q5_1 : t == SB_Q6_K ? SB_Q8_0 : SB_F16;
+        if (ne0 % sb_type_traits_get(t)->blck_size) t = SB_F16;
+    }
+    return t;
+}
+
 static sb_status add_matrix(saver *s, const char *name, const sb_tensor *src, bool permute,
                             int head_dim) {
     const int64_t ne0 = src->ne[0], ne1 = src->ne[1];
     int t = s->type < 0 ? src->type : s->type;
+    if (s->mix >= 0 && s->type >= 0) t = mixed_type(s, name, t, ne0);
     const sb_type_traits *tt = sb_type_traits_get(t);
     bool writable = tt && tt->from_float && ne0 % tt->blck_size == 0;
     if (t != src->type && !writable) {
         sb_log(SB_LOG_WARN, "%s: %s rows of %lld cannot be %s; writing f16", name,
                sb_dtype_name(src->type), (long long)ne0, sb_dtype_name(t));
         t = SB_F16;
-        tt = sb_type_traits_get(t);
     }
     size_t rb_src, rb_dst, total;
     if (!sb_dtype_row_bytes(src->type, ne0, &rb_src) || !sb_dtype_row_bytes(t, ne0, &rb_dst) ||
         !sb_mul_ok(rb_dst, (size_t)ne1, &total))
         return sb_err_set(s->err, SB_ERR_FORMAT, "tensor %s: bad size", name);
     int64_t ne[2] = {ne0, ne1};
-    if (t == src->type && !permute)
-        return sb_gguf_writer_add_tensor(s->w, name, t, 2, ne, src->data, total);
-    char *dst = sb_malloc(total ? total : 1);
-    if (!dst) return sb_err_set(s->err, SB_ERR_NOMEM, "out of memory converting %s", name);
-    sb_status st = keep_buf(s, dst);
-    if (st != SB_OK) return st;
-    for (int64_t r = 0; r < ne1; r++) {
-        int64_t sr = src_row(r, head_dim, permute);
-        if (t == src->type) {
-            memcpy(dst + (size_t)r * rb_dst, (const char *)src->data + (size_t)sr * rb_src, rb_dst);
-        } else {
-            sb_get_row(src, sr, s->row);
-            tt->from_float(s->row, dst + (size_t)r * rb_dst, ne0);
-        }
+    if (t == src->type && !permute) return sb_gguf_writer_add_tensor(s->w, name, t, 2, ne, src->data, total);
+    if (s->n_jobs == s->cap_jobs) {
+        int cap = s->cap_jobs ? 2 * s->cap_jobs : 64;
+        job **nj = sb_realloc_array(s->jobs, (size_t)cap, sizeof *nj);
+        if (!nj) return sb_err_set(s->err, SB_ERR_NOMEM, "out of memory");
+        s->jobs = nj, s->cap_jobs = cap;
     }
-    return sb_gguf_writer_add_tensor(s->w, name, t, 2, ne, dst, total);
+    job *j = sb_calloc(1, sizeof *j);
+    if (!j) return sb_err_set(s->err, SB_ERR_NOMEM, "out of memory");
+    s->jobs[s->n_jobs++] = j;
+    *j = (job){.s = s, .src = *src, .type = t, .head_dim = head_dim, .permute = permute, .rb_src = rb_src,
+               .rb_dst = rb_dst};
+    snprintf(j->name, sizeof j->name, "%s", name);
+    s->total_el += ne0 * ne1;
+    return sb_gguf_writer_add_tensor_fn(s->w, name, t, 2, ne, total, fill_matrix, j);
 }
 
 static sb_status add_vec(saver *s, const char *name, const float *v, int64_t n) {
@@ -126,6 +199,7 @@ static sb_status set_keys(saver *s, const sb_model *m) {
             TRY(sb_gguf_writer_set_f32(w, KEY("rope.scaling.attn_factor"), c->rope_attn_factor));
     }
     int ft = s->type >= 0 ? sb_gguf_file_type_of(s->type) : -1;
+    if (s->type == SB_Q4_K && s->mix == 0) ft = 14; /* Q4_K_S */
     if (ft >= 0) {
         snprintf(k, sizeof k, "general.file_type");
         TRY(sb_gguf_writer_set_u32(w, k, (uint32_t)ft));
@@ -181,22 +255,18 @@ static sb_status add_tensors(saver *s, const sb_model *m) {
     return SB_OK;
 }
 
-sb_status sb_model_save_gguf(const sb_model *m, const char *path, int type, sb_err *err) {
+static sb_status save(const sb_model *m, const char *path, int type, int mix, int n_threads, sb_err *err) {
     if (type >= 0) {
         const sb_type_traits *tt = sb_type_traits_get(type);
         if (!tt || !tt->from_float)
             return sb_err_set(err, SB_ERR_UNSUPPORTED, "%s: cannot write tensors as type %s",
                               path, sb_dtype_name(type));
     }
-    const sb_model_config *c = &m->cfg;
-    int widest = c->n_embd;
-    if (c->n_ff > widest) widest = c->n_ff;
-    if (c->n_head * c->head_dim > widest) widest = c->n_head * c->head_dim;
-    saver s = {.type = type, .err = err};
+    saver s = {.type = type, .mix = mix, .n_layer = m->cfg.n_layer, .tied = m->cfg.tied_embeddings, .err = err};
     s.w = sb_gguf_writer_new();
-    s.row = sb_calloc((size_t)widest, sizeof(float));
+    s.pool = n_threads == 1 ? NULL : sb_pool_new(n_threads);
     sb_status st = SB_OK;
-    if (!s.w || !s.row) {
+    if (!s.w || (n_threads != 1 && !s.pool)) {
         st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -208,11 +278,35 @@ sb_status sb_model_save_gguf(const sb_model *m, const char *path, int type, sb_e
     /* A Hugging Face source's tokenizer goes into the file too. */
     if (!m->gguf && m->tok && (st = sb_tokenizer_write_gguf(m->tok, s.w, err)) != SB_OK) goto done;
     if ((st = add_tensors(&s, m)) != SB_OK) goto done;
+    s.t0 = sb_time_sec();
     st = sb_gguf_writer_write(s.w, path, err);
 done:
-    for (int i = 0; i < s.n_bufs; i++) free(s.bufs[i]);
-    free(s.bufs);
-    free(s.row);
+    for (int i = 0; i < s.n_jobs; i++) free(s.jobs[i]);
+    free(s.jobs);
+    sb_pool_free(s.pool);
     sb_gguf_writer_free(s.w);
     return st;
+}
+
+sb_status sb_model_save_gguf(const sb_model *m, const char *path, int type, sb_err *err) {
+    return save(m, path, type, -1, 1, err);
+}
+
+sb_status sb_model_quantize(const sb_model *m, const char *path, const char *ftype, int n_threads,
+                            sb_err *err) {
+    char base[16];
+    size_t n = strlen(ftype);
+    bool k_m = n > 2 && n < sizeof base && (!strcasecmp(ftype + n - 2, "_M"));
+    snprintf(base, sizeof base, "%.*s", (int)(k_m ? n - 2 : n), ftype);
+    int type = sb_dtype_from_name(base);
+    static const int allowed[] = {SB_F32, SB_F16, SB_BF16, SB_Q8_0, SB_Q4_0, SB_Q4_1, SB_Q5_0, SB_Q5_1,
+                                  SB_Q4_K, SB_Q5_K, SB_Q6_K};
+    bool ok = false;
+    for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++) ok |= type == allowed[i];
+    if (!ok || (k_m && type != SB_Q4_K))
+        return sb_err_set(err, SB_ERR_INVALID,
+                          "quantize: unknown type '%s' (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q4_K_M Q5_K "
+                          "Q6_K)",
+                          ftype);
+    return save(m, path, type, k_m ? 1 : 0, n_threads, err);
 }

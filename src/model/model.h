@@ -124,4 +124,17 @@ sb_status sb_decode(sb_ctx *c, const int32_t *tokens, int n, float *logits, floa
  * tokenizer keys yet. */
 sb_status sb_model_save_gguf(const sb_model *m, const char *path, int type, sb_err *err);
 
+/* `sabio quantize`: the same, with llama-quantize's choice of type per tensor
+ * for file type `ftype` (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K,
+ * or Q4_K_M): matrices get the base type, except (for quantized bases)
+ * output.weight Q6_K (Q8_0 stays Q8_0); Q4_K_M also gives attn_qkv Q5_K and
+ * attn_v / ffn_down Q6_K in the first and last eighth of the layers and every
+ * third layer between (llama.cpp's use_more_bits); rows the block does not
+ * divide fall back as llama.cpp does (Q4_K -> Q5_0, Q6_K -> Q8_0, else F16).
+ * Each matrix is converted when the writer reaches it, rows split over
+ * n_threads (<= 0: all CPUs): memory holds one output tensor, the input stays
+ * mapped. Progress lines (rate, ETA) go to the log at INFO. */
+sb_status sb_model_quantize(const sb_model *m, const char *path, const char *ftype, int n_threads,
+                            sb_err *err);
+
 #endif

@@ -80,6 +80,7 @@ SB_QDOT_DECL(q4_0, avx512)
 SB_QDOT_DECL(q4_1, avx512)
 SB_QDOT_DECL(q4_k, avx512)
 SB_QDOT_DECL(q6_k, avx512)
+SB_QDOT_DECL(q5_k, avx512)
 #undef SB_QDOT_DECL
 #undef SB_QDOT_ALL
 

@@ -80,17 +80,18 @@ float sb_qdot_q4_0_avx512(const void *row, const void *xq, int64_t n) {
     return sum;
 }
 
+/* The min term m * s enters as m * (s / 8) in each of a block's 8 lanes
+ * (gemm_avx512.c's tiles do the same, bit for bit). */
 float sb_qdot_q4_1_avx512(const void *row, const void *xq, int64_t n) {
     const uint8_t *b = row;
     const sb_q8a *x = xq;
     __m512 acc = _mm512_setzero_ps();
-    float mins = 0;
     PAIR_LOOP(20, {
         __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), cat(nibbles(b + 4), nibbles(b + 24)), x2(x));
         acc = _mm512_fmadd_ps(scale2(h2f(b) * x[0].d, h2f(b + 20) * x[1].d), _mm512_cvtepi32_ps(p), acc);
-        mins += h2f(b + 2) * x[0].s + h2f(b + 22) * x[1].s;
+        acc = _mm512_fmadd_ps(scale2(h2f(b + 2), h2f(b + 22)), scale2(x[0].s * 0.125f, x[1].s * 0.125f), acc);
     })
-    float sum = _mm512_reduce_add_ps(acc) + mins;
+    float sum = _mm512_reduce_add_ps(acc);
     if (i < nb) sum += sb_qdot_q4_1_scalar(b, x, 32);
     return sum;
 }
@@ -156,6 +157,44 @@ float sb_qdot_q6_k_avx512(const void *row, const void *xq, int64_t n) {
             isum = _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_mullo_epi32(d01, scu), _mm512_mullo_epi32(d23, scv)));
         }
         sum += h2f(b + 208) * x->d * (float)(_mm512_reduce_add_epi32(isum) - 32 * off);
+    }
+    return sum;
+}
+
+/* Q5_K: Q4_K's layout plus the fifth bits, bit j of qh[l] for element l of
+ * sub-block j; added as 16 where set (a byte mask test per half). */
+float sb_qdot_q5_k_avx512(const void *row, const void *xq, int64_t n) {
+    const uint8_t *b = row;
+    const sb_q8k *x = xq;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
+    float sum = 0;
+    for (int64_t i = 0; i < n / 256; i++, b += 176, x++) {
+        uint8_t sc[8], m[8];
+        int msum = 0;
+        for (int j = 0; j < 8; j++) {
+            sb_k4_scale_min(j, b + 4, &sc[j], &m[j]);
+            msum += m[j] * (x->bsums[2 * j] + x->bsums[2 * j + 1]);
+        }
+        const __m256i qh1 = load256(b + 16);
+        const __m512i qh = cat(qh1, qh1);
+        __m512i isum = _mm512_setzero_si512();
+        for (int p = 0; p < 4; p += 2) {
+            const __m512i q = _mm512_loadu_si512(b + 48 + 32 * p);
+            __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            /* lower half: sub-blocks 2p (lo), 2p+1 (hi); upper: 2p+2, 2p+3 */
+            const __m512i blo = cat(_mm256_set1_epi8((char)(1 << (2 * p))), _mm256_set1_epi8((char)(1 << (2 * p + 2))));
+            const __m512i bhi = cat(_mm256_set1_epi8((char)(1 << (2 * p + 1))), _mm256_set1_epi8((char)(1 << (2 * p + 3))));
+            lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh, blo), lo, sixteen);
+            hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh, bhi), hi, sixteen);
+            const int8_t *xs = x->qs + 64 * p;
+            const __m512i xlo = cat(load256(xs), load256(xs + 64)), xhi = cat(load256(xs + 32), load256(xs + 96));
+            __m512i dlo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo);
+            __m512i dhi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xhi);
+            const __m512i slo = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * p]), _mm256_set1_epi32(sc[2 * p + 2]), 1);
+            const __m512i shi = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * p + 1]), _mm256_set1_epi32(sc[2 * p + 3]), 1);
+            isum = _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_mullo_epi32(dlo, slo), _mm512_mullo_epi32(dhi, shi)));
+        }
+        sum += h2f(b) * x->d * (float)_mm512_reduce_add_epi32(isum) - h2f(b + 2) * x->d * (float)msum;
     }
     return sum;
 }

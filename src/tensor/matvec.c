@@ -3,6 +3,7 @@
  * whole blocks into a stack buffer, dot it with the matching slice of x.
  */
 #include "tensor/matvec.h"
+#include "tensor/gemm.h"
 #include "tensor/kernels.h"
 
 #include <cblas.h>
@@ -102,7 +103,7 @@ static const qdot_row qdot_table[] = {
     {SB_Q5_0, SB_Q8_0, {sb_qdot_q5_0_scalar, NULL, NULL}},
     {SB_Q5_1, SB_Q8_0, {sb_qdot_q5_1_scalar, NULL, NULL}},
     {SB_Q4_K, SB_Q8_K, {sb_qdot_q4_k_scalar, sb_qdot_q4_k_avx2, sb_qdot_q4_k_avx512}},
-    {SB_Q5_K, SB_Q8_K, {sb_qdot_q5_k_scalar, NULL, NULL}},
+    {SB_Q5_K, SB_Q8_K, {sb_qdot_q5_k_scalar, NULL, sb_qdot_q5_k_avx512}},
     {SB_Q6_K, SB_Q8_K, {sb_qdot_q6_k_scalar, sb_qdot_q6_k_avx2, sb_qdot_q6_k_avx512}},
 };
 
@@ -199,6 +200,9 @@ void sb_matmul_q(const sb_tensor *w, const void *xq, size_t xq_stride, int n, fl
     const int64_t n_in = w->ne[0];
     const size_t rb = row_bytes(w);
     sb_qdot_fn dot = qdot_best(w->type);
+    if (isa() >= SB_ISA_AVX512 && dot == sb_qdot_at(w->type, SB_ISA_AVX512) &&
+        sb_gemm_q_avx512(w->type, w, xq, xq_stride, n, y, ldy, r0, r1))
+        return;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)r * rb;
         for (int b = 0; b < n; b++) {
@@ -208,6 +212,8 @@ void sb_matmul_q(const sb_tensor *w, const void *xq, size_t xq_stride, int n, fl
         }
     }
 }
+
+bool sb_matmul_q_tiled(int type) { return isa() >= SB_ISA_AVX512 && (type == SB_Q8_0 || type == SB_Q4_0 || type == SB_Q4_1); }
 
 void sb_matmul_rows(const sb_tensor *w, const float *x, int n, float *y, int64_t ldy, float *scratch, int64_t r0,
                     int64_t r1) {

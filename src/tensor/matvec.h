@@ -39,6 +39,10 @@ void sb_matvec_q(const sb_tensor *w, const void *xq, float *y, int64_t row_begin
  * w->type must have an integer kernel (sb_act_type != SB_F32) or be F32. */
 void sb_matmul_q(const sb_tensor *w, const void *xq, size_t xq_stride, int n, float *y, int64_t ldy, int64_t r0,
                  int64_t r1);
+/* true if sb_matmul_q runs tiled kernels for this weight type on this CPU
+ * (tiles of 4 weight x 4 activation rows, gemm_avx512.c): then it beats
+ * dequantize + sgemm at any batch size. */
+bool sb_matmul_q_tiled(int type);
 
 /* Y = X W^T for a batch of n rows: X (n, ne[0]) row-major, Y (n, ne[1]) with
  * row stride ldy. F32 weights go to OpenBLAS sgemm as they are; other types
