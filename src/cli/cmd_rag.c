@@ -15,7 +15,7 @@
 #define DEFAULT_ENCODER "models/all-MiniLM-L6-v2"
 
 /* The encoder's identity recorded in a store: its folder's name. */
-static char *model_id(const char *path) {
+char *cli_model_id(const char *path) {
     char *copy = sb_strdup(path), *id;
     size_t n = strlen(copy);
     while (n > 1 && copy[n - 1] == '/') copy[--n] = 0;
@@ -87,7 +87,7 @@ int cmd_ingest(int argc, char **argv) {
     char *fallback = sb_store_model(s) ? sb_aprintf("models/%s", sb_store_model(s)) : NULL;
     const char *mpath = model ? model : fallback && sb_is_dir(fallback) ? fallback : DEFAULT_ENCODER;
     sb_encoder *enc = open_encoder(mpath);
-    char *id = model_id(mpath);
+    char *id = cli_model_id(mpath);
     if (sb_store_bind_model(s, id, sb_encoder_dim(enc), &err) != SB_OK) cli_die("%s", err.msg);
     progress p = {sb_time_sec(), isatty(2)};
     sb_ingest_stats st;
@@ -153,7 +153,7 @@ int cmd_search(int argc, char **argv) {
     if (!sb_store_model(s)) cli_die("%s: the store is empty", store);
     char *fallback = sb_aprintf("models/%s", sb_store_model(s));
     sb_encoder *enc = open_encoder(model ? model : fallback);
-    char *id = model_id(model ? model : fallback);
+    char *id = cli_model_id(model ? model : fallback);
     if (sb_store_bind_model(s, id, sb_encoder_dim(enc), &err) != SB_OK) cli_die("%s", err.msg);
     sb_hit *hits;
     int n;
@@ -279,7 +279,7 @@ int cmd_ask(int argc, char **argv) {
     if (!sb_store_model(s)) cli_die("%s: the store is empty (run sabio ingest first)", store);
     char *fallback = sb_aprintf("models/%s", sb_store_model(s));
     sb_encoder *enc = open_encoder(embed ? embed : fallback);
-    char *id = model_id(embed ? embed : fallback);
+    char *id = cli_model_id(embed ? embed : fallback);
     if (sb_store_bind_model(s, id, sb_encoder_dim(enc), &err) != SB_OK) cli_die("%s", err.msg);
     sb_model *m = sb_model_open(model, &err);
     if (!m) cli_die("%s", err.msg);

@@ -93,6 +93,7 @@ static const char usage[] =
     "  search --store DIR QUERY   the best chunks for a query (hybrid, dense or BM25)\n"
     "  docs --store DIR list|stats|rm PATH   what a store holds\n"
     "  ask --store DIR -m MODEL Q answer from the store's documents, citing them\n"
+    "  eval --questions Q.jsonl -m MODEL -o OUT   base vs RAG (vs LoRA) on your questions, with a report\n"
     "\n"
     "`sabio COMMAND --help` shows a command's options.\n";
 
@@ -114,6 +115,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "search")) return cmd_search(argc, argv);
     if (!strcmp(cmd, "docs")) return cmd_docs(argc, argv);
     if (!strcmp(cmd, "ask")) return cmd_ask(argc, argv);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         puts("sabio 0.1.0");
         return 0;
