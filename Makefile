@@ -11,7 +11,7 @@
 B        ?= build
 CC       ?= cc
 OPT      ?= -O2
-PKGS     := jansson libutf8proc libpcre2-8 openblas sqlite3 gumbo poppler-glib
+PKGS     := jansson libutf8proc libpcre2-8 openblas sqlite3 gumbo poppler-glib libcurl libcrypto
 CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter \
             -Wshadow -Wno-missing-field-initializers -fno-strict-aliasing \
             -Iinclude -Isrc $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)

@@ -38,6 +38,7 @@ int cmd_search(int argc, char **argv);
 int cmd_docs(int argc, char **argv);
 int cmd_ask(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 
 /* The identity of an embedding model recorded in a store: its folder's name. */
 char *cli_model_id(const char *path);

