@@ -96,6 +96,7 @@ int cmd_eval(int argc, char **argv) {
                    "  -c, --ctx-size N      context (default 2048)\n"
                    "  -t, --threads N       threads\n"
                    "  --system TEXT         the RAG instruction (default: ask's)\n"
+                   "  --answer-prefix TEXT  the RAG answer's given first words (default: ask's)\n"
                    "  --bootstrap N         bootstrap resamples (default 2000)\n"
                    "  --shard I/N           answer every N-th question from the I-th (0-based): run N processes on one OUT\n"
                    "  --data-changes often|rarely   for the recommendation (the Cookbook's first criterion)\n"
@@ -120,6 +121,7 @@ int cmd_eval(int argc, char **argv) {
         else if (cli_is(argv[i], "-c,--ctx-size")) n_ctx = (int)cli_long(argv[i], cli_value(argc, argv, &i), 256, 1 << 20);
         else if (cli_is(argv[i], "-t,--threads")) threads = (int)cli_long(argv[i], cli_value(argc, argv, &i), 1, 256);
         else if (cli_is(argv[i], "--system")) o.ask.system = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "--answer-prefix")) o.ask.answer_prefix = cli_value(argc, argv, &i);
         else if (cli_is(argv[i], "--bootstrap")) o.bootstrap = (int)cli_long(argv[i], cli_value(argc, argv, &i), 100, 1000000);
         else if (cli_is(argv[i], "--data-changes")) {
             o.data_changes = cli_value(argc, argv, &i);

@@ -21,6 +21,11 @@ static const char *DEFAULT_SYSTEM =
 /* Repeated after the question: a small model follows the last thing it read. */
 static const char *ANSWER_HINT = "Answer with one sentence from the sources and its source number, like [1].";
 
+/* Grounded answers start with these words (given, not generated): a small
+ * model then names the source it answers from, which it otherwise forgets
+ * to do. The number is the model's choice, checked like any citation. */
+static const char *DEFAULT_PREFIX = "According to source [";
+
 static const char *BASE_SYSTEM = "Answer the question briefly.";
 
 sb_ask_params sb_ask_default_params(void) {
@@ -98,6 +103,7 @@ sb_status sb_ask(sb_store *store, sb_encoder *enc, sb_session *s, const sb_model
     if (t == SB_CHAT_UNKNOWN) t = !strcmp(sb_model_get_config(m)->arch, "phi3") ? SB_CHAT_PHI3 : SB_CHAT_CHATML;
     bool grounded = store != NULL;
     const char *system = p->system ? p->system : grounded ? DEFAULT_SYSTEM : BASE_SYSTEM;
+    const char *prefix = p->answer_prefix ? p->answer_prefix : grounded ? DEFAULT_PREFIX : "";
     int n_ctx = sb_ctx_n_ctx(sb_session_ctx(s));
     int budget = n_ctx - p->answer_tokens;
 
@@ -113,6 +119,11 @@ sb_status sb_ask(sb_store *store, sb_encoder *enc, sb_session *s, const sb_model
     int used = 0;
     for (int n = 0; n <= n_hits; n++) {
         char *text = render(t, system, p, question, hits, n, grounded);
+        if (text && prefix[0]) { /* the answer's first words, in the assistant's turn */
+            char *withp = sb_aprintf("%s%s", text, prefix);
+            free(text);
+            text = withp;
+        }
         sb_tokens tryids = {0};
         st = text ? sb_tokenize(tok, text, strlen(text), true, true, &tryids, err)
                   : sb_err_set(err, SB_ERR_NOMEM, "out of memory");
@@ -150,10 +161,15 @@ sb_status sb_ask(sb_store *store, sb_encoder *enc, sb_session *s, const sb_model
     }
     out->n_sources = used;
     sb_buf answer = {0};
+    if (prefix[0]) {
+        sb_buf_puts(&answer, prefix);
+        if (cb) cb(prefix, strlen(prefix), user);
+    }
     sb_gen_params gp = p->gen;
     if (gp.n_predict < 0 || gp.n_predict > p->answer_tokens) gp.n_predict = p->answer_tokens;
     st = sb_session_generate(s, ids.ids, ids.n, &gp, cb, user, &answer, NULL, &out->gen, err);
     out->answer = answer.data ? answer.data : sb_strdup("");
+    out->prefix_len = (int)strlen(prefix);
     if (st != SB_OK) goto done;
     /* Citation check: every [n] must name a source that was given. */
     long v;

@@ -17,6 +17,8 @@ typedef struct sb_ask_params {
     sb_chat_tmpl tmpl;     /* chat format (SB_CHAT_UNKNOWN: from the model) */
     const char *system;    /* overrides the default instruction */
     const char *query;     /* retrieval query (NULL: the question itself) */
+    const char *answer_prefix; /* the answer's given first words (NULL: the default,
+                                  "According to source [" when grounded; "" for none) */
     const sb_chat_msg *history; /* earlier turns (user, assistant, ...), put */
     int n_history;              /* before the question, without their sources */
     sb_gen_params gen;
@@ -31,7 +33,8 @@ typedef struct sb_ask_source {
 } sb_ask_source;
 
 typedef struct sb_ask_result {
-    char *answer;
+    char *answer;           /* starts with the given answer prefix */
+    int prefix_len;         /* bytes of answer that were given, not generated */
     sb_ask_source *sources; /* given to the model, in order */
     int n_sources;
     int n_dropped;          /* retrieved but not fitting the context */

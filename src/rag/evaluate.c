@@ -40,6 +40,7 @@ static uint64_t fingerprint(const sb_eval_question *q, int n, const sb_eval_opts
     MIX(&a->gen.sampling.temp, sizeof a->gen.sampling.temp);
     MIX(&a->gen.sampling.seed, sizeof a->gen.sampling.seed);
     if (a->system) MIX(a->system, strlen(a->system));
+    if (a->answer_prefix) MIX(a->answer_prefix, strlen(a->answer_prefix) + 1);
 #undef MIX
     return h;
 }
@@ -166,8 +167,15 @@ static sb_status run_one(const sb_eval_question *q, const sb_eval_config *c, sb_
     sb_status st = sb_ask(c->rag ? store : NULL, enc, c->session, c->model, q->question, &o->ask, NULL, NULL, &res, err);
     if (st != SB_OK) return sb_err_prefix(err, "question %s (%s)", q->id, c->name);
     const char *const *refs = (const char *const *)q->answers;
-    /* Scored without the citation markers, which no reference contains. */
-    char *plain = sb_eval_strip_citations(res.answer);
+    /* Scored: what the model wrote, without the citation markers (which no
+     * reference contains). A given prefix ending in "[" ("According to
+     * source [") is dropped with the number and "]" the model closed it with. */
+    const char *said = res.answer + res.prefix_len;
+    if (res.prefix_len && res.answer[res.prefix_len - 1] == '[') {
+        const char *end = said + strspn(said, "0123456789, ");
+        if (*end == ']') said = end + 1 + strspn(end + 1, ", ");
+    }
+    char *plain = sb_eval_strip_citations(said);
     if (!plain) {
         sb_ask_result_free(&res);
         return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
