@@ -11,7 +11,7 @@
 B        ?= build
 CC       ?= cc
 OPT      ?= -O2
-PKGS     := jansson libutf8proc libpcre2-8 openblas sqlite3 gumbo poppler-glib libmicrohttpd
+PKGS     := jansson libutf8proc libpcre2-8 openblas sqlite3 gumbo poppler-glib libmicrohttpd libcurl libcrypto
 CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter \
             -Wshadow -Wno-missing-field-initializers -fno-strict-aliasing \
             -Iinclude -Isrc $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)
@@ -37,7 +37,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 HDRS     := $(wildcard include/*.h src/*/*.h)
 
-.PHONY: all test asan fuzz bench clean
+.PHONY: all test asan fuzz bench clean demo
 all: $(B)/sabio $(B)/libsabio.a
 
 $(B)/%_avx2.o: EXTRA_ARCH := -mavx2 -mfma -mf16c
@@ -107,6 +107,15 @@ $(B)/bench/ann: bench/ann_hnswlib.cpp $(B)/libsabio.a $(HDRS)
 
 bench: $(B)/sabio $(BENCH_BIN)
 	bench/run
+
+# The main job in one command: fetch the default models if missing, ingest the
+# sample company documents in examples/company, ask a question, print the
+# answer with its sources.
+DEMO_Q ?= How many days of paid vacation do employees get?
+demo: $(B)/sabio
+	@[ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ] && [ -d models/all-MiniLM-L6-v2 ] || scripts/setup
+	$(B)/sabio ingest --store $(B)/demo-store examples/company
+	$(B)/sabio ask --store $(B)/demo-store -m models/SmolLM2-135M-Instruct.Q4_1.gguf -k 3 "$(DEMO_Q)"
 
 clean:
 	rm -rf build build-asan build-fuzz

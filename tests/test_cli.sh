@@ -41,7 +41,7 @@ check "bad --temp exits 1 with a message" [ $rc -eq 1 ]
 check "bad --temp message" grep -q -- '--temp' "$tmp/out"
 "$SABIO" frobnicate >"$tmp/out" 2>&1; rc=$?
 check "unknown command exits 1" [ $rc -eq 1 ]
-for c in info tokenize generate chat convert embed ingest search docs ask; do
+for c in info tokenize generate chat convert embed ingest search docs ask eval pull; do
   "$SABIO" $c --help >"$tmp/out" 2>&1; rc=$?
   check "$c --help exits 0" [ $rc -eq 0 ]
 done
@@ -99,7 +99,58 @@ if [ -d models/all-MiniLM-L6-v2 ]; then
     check "ask exits 0 ($(head -c 300 "$tmp/err"))" [ $rc -eq 0 ]
     check "ask gives the HTML page as source 1: $(head -c 300 "$tmp/out")" grep -q '"sources": \[{"n": 1, "path": ".*page.html"' "$tmp/out"
     check "ask answers something" python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['answer'].strip() else 1)" "$tmp/out"
+    check "ask cites the HTML page and only it" python3 -c "import json,sys; d=json.load(open(sys.argv[1])); c=[s['path'] for s in d['sources'] if s['cited']]; sys.exit(0 if c and all(p.endswith('page.html') for p in c) and not d['invalid_citations'] else 1)" "$tmp/out"
   fi
+fi
+
+# ask end to end on the sample corpus: the answer is in exactly one document
+# (employee-handbook.md), which must be the one cited; then --chat, whose
+# follow-up only finds its document through the conversation; then the
+# errors a user meets.
+smol=models/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -d models/all-MiniLM-L6-v2 ] && [ -f "$smol" ]; then
+  "$SABIO" ingest --store "$tmp/co" examples/company >"$tmp/out" 2>&1
+  check "ingest examples/company: $(tail -n 1 "$tmp/out")" grep -q '5 added' "$tmp/out"
+  "$SABIO" ask --store "$tmp/co" -m "$smol" -k 3 -n 32 --json \
+    "How many days of paid vacation do employees get?" >"$tmp/out" 2>"$tmp/err"; rc=$?
+  check "ask on examples exits 0 ($(head -c 300 "$tmp/err"))" [ $rc -eq 0 ]
+  check "the cited source is the handbook, and only it: $(head -c 600 "$tmp/out")" python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+cited = [s['path'] for s in d['sources'] if s['cited']]
+sys.exit(0 if cited and all(p.endswith('/employee-handbook.md') for p in cited) and not d['invalid_citations'] else 1)" "$tmp/out"
+  check "the answer has the handbook's number: $(head -c 300 "$tmp/out")" grep -q '27' "$tmp/out"
+
+  "$SABIO" search --store "$tmp/co" -k 1 --json "Does registering it online change that?" >"$tmp/alone" 2>&1
+  check "the follow-up alone does not find the warranty: $(head -c 200 "$tmp/alone")" \
+    bash -c "! grep -q 'product-faq.md' '$tmp/alone'"
+  printf 'What is the warranty of the Aurora X2?\nDoes registering it online change that?\n' |
+    "$SABIO" ask --chat --store "$tmp/co" -m "$smol" -k 2 -n 24 --json >"$tmp/out" 2>"$tmp/err"; rc=$?
+  check "ask --chat exits 0 ($(head -c 300 "$tmp/err"))" [ $rc -eq 0 ]
+  check "ask --chat answers two turns" [ "$(wc -l <"$tmp/out")" -eq 2 ]
+  check "the follow-up retrieves through the conversation: $(tail -n 1 "$tmp/out" | head -c 400)" python3 -c "
+import json, sys
+turns = [json.loads(l) for l in open(sys.argv[1])]
+sys.exit(0 if len(turns) == 2 and turns[1]['sources'][0]['path'].endswith('/product-faq.md') else 1)" "$tmp/out"
+
+  long=$(python3 -c "print('Why is the sky blue ' * 200)")
+  "$SABIO" ask --store "$tmp/co" -m "$smol" -c 256 "$long" >"$tmp/out" 2>&1; rc=$?
+  check "a question longer than the context is a clear error: $(head -c 300 "$tmp/out")" \
+    bash -c "[ $rc -eq 1 ] && grep -q 'take more than the .* tokens left for them in a context of 256' '$tmp/out'"
+  ln -s "$PWD/models/all-MiniLM-L6-v2" "$tmp/other-encoder"
+  "$SABIO" ask --store "$tmp/co" -m "$smol" --embed-model "$tmp/other-encoder" "Vacation?" >"$tmp/out" 2>&1; rc=$?
+  check "a store built with another embedding model is a clear error: $(head -c 300 "$tmp/out")" \
+    bash -c "[ $rc -eq 1 ] && grep -q 'all-MiniLM-L6-v2' '$tmp/out' && grep -q 'other-encoder' '$tmp/out'"
+  mkdir -p "$tmp/nothing"
+  "$SABIO" ingest --store "$tmp/empty" "$tmp/nothing" >/dev/null 2>&1
+  "$SABIO" ask --store "$tmp/empty" -m "$smol" "Vacation?" >"$tmp/out" 2>&1; rc=$?
+  check "an empty store is a clear error: $(head -c 300 "$tmp/out")" \
+    bash -c "[ $rc -eq 1 ] && grep -q 'no chunks (run sabio ingest first)' '$tmp/out'"
+  "$SABIO" ask --store "$tmp/co" -m "$tmp/missing.gguf" "Vacation?" >"$tmp/out" 2>&1; rc=$?
+  check "a missing model is a clear error: $(head -c 300 "$tmp/out")" \
+    bash -c "[ $rc -eq 1 ] && grep -q 'missing.gguf: no such file' '$tmp/out'"
+else
+  skip=$((skip + 1)); echo "SKIP test_cli.sh: ask end to end needs $smol and models/all-MiniLM-L6-v2 (scripts/setup fetches them)" >&2
 fi
 
 # chat on the real SmolLM2 (skips if set-up could not fetch it)

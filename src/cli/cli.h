@@ -53,5 +53,10 @@ int cmd_ask(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+
+/* The identity of an embedding model recorded in a store: its folder's name. */
+char *cli_model_id(const char *path);
 
 #endif

@@ -17,7 +17,7 @@
 #define DEFAULT_ENCODER "models/all-MiniLM-L6-v2"
 
 /* The encoder's identity recorded in a store: its folder's name. */
-static char *model_id(const char *path) {
+char *cli_model_id(const char *path) {
     char *copy = sb_strdup(path), *id;
     size_t n = strlen(copy);
     while (n > 1 && copy[n - 1] == '/') copy[--n] = 0;
@@ -89,7 +89,7 @@ int cmd_ingest(int argc, char **argv) {
     char *fallback = sb_store_model(s) ? sb_aprintf("models/%s", sb_store_model(s)) : NULL;
     const char *mpath = model ? model : fallback && sb_is_dir(fallback) ? fallback : DEFAULT_ENCODER;
     sb_encoder *enc = open_encoder(mpath);
-    char *id = model_id(mpath);
+    char *id = cli_model_id(mpath);
     if (sb_store_bind_model(s, id, sb_encoder_dim(enc), &err) != SB_OK) cli_die("%s", err.msg);
     progress p = {sb_time_sec(), isatty(2)};
     sb_ingest_stats st;
@@ -175,7 +175,7 @@ int cmd_search(int argc, char **argv) {
     if (!sb_store_model(s)) cli_die("%s: the store is empty", store);
     char *fallback = sb_aprintf("models/%s", sb_store_model(s));
     sb_encoder *enc = open_encoder(model ? model : fallback);
-    char *id = model_id(model ? model : fallback);
+    char *id = cli_model_id(model ? model : fallback);
     if (sb_store_bind_model(s, id, sb_encoder_dim(enc), &err) != SB_OK) cli_die("%s", err.msg);
     sb_hit *hits;
     int n;
@@ -257,14 +257,103 @@ static bool stream_out(const char *text, size_t len, void *user) {
     return true;
 }
 
+static void print_answer(const sb_ask_result *r, bool json, bool verbose) {
+    if (json) {
+        printf("{\"answer\": ");
+        json_str(r->answer);
+        printf(", \"sources\": [");
+        for (int i = 0; i < r->n_sources; i++) {
+            sb_hit *h = &r->sources[i].hit;
+            printf("%s{\"n\": %d, \"path\": ", i ? ", " : "", r->sources[i].n);
+            json_str(h->path);
+            printf(", \"line_start\": %d, \"line_end\": %d, \"page\": %d, \"score\": %.6g, \"cited\": %s}", h->line_start,
+                   h->line_end, h->page, h->score, r->sources[i].cited ? "true" : "false");
+        }
+        printf("], \"invalid_citations\": [");
+        for (int i = 0; i < r->n_invalid; i++) printf(i ? ", %d" : "%d", r->invalid[i]);
+        printf("], \"dropped_sources\": %d, \"prompt_tokens\": %d, \"answer_tokens\": %d, \"prompt_seconds\": %.3f, "
+               "\"answer_seconds\": %.3f}\n",
+               r->n_dropped, r->prompt_tokens, r->gen.n_gen, r->gen.t_prompt, r->gen.t_gen);
+    } else {
+        printf("\n\nSources (* = cited):\n");
+        for (int i = 0; i < r->n_sources; i++) {
+            sb_hit *h = &r->sources[i].hit;
+            printf("  [%d]%s %s, lines %d-%d", r->sources[i].n, r->sources[i].cited ? "*" : " ", h->path, h->line_start,
+                   h->line_end);
+            if (h->page) printf(", page %d", h->page);
+            if (h->section) printf(" (%s)", h->section);
+            putchar('\n');
+        }
+        for (int i = 0; i < r->n_invalid; i++)
+            printf("  warning: the answer cites [%d], which is not one of the sources\n", r->invalid[i]);
+        if (verbose)
+            fprintf(stderr, "\nsabio: %d sources given, %d dropped for the context; prompt %d tokens in %.2fs, answer %d tokens in %.2fs\n",
+                    r->n_sources, r->n_dropped, r->prompt_tokens, r->gen.t_prompt, r->gen.n_gen, r->gen.t_gen);
+    }
+}
+
+/* Multi-turn: each question retrieves with the previous question in front
+ * of it (a follow-up like "and how do I extend it?" names nothing by
+ * itself), and the model sees the earlier turns (without their sources).
+ * The last MAX_TURNS turns are kept. */
+#define MAX_TURNS 3
+static void ask_chat(sb_store *s, sb_encoder *enc, sb_session *sess, sb_model *m, const char *first,
+                     const sb_ask_params *base, bool json, bool verbose) {
+    char *turns[2 * MAX_TURNS] = {0}; /* question, answer, ... oldest first */
+    int n_turns = 0;
+    char *line = NULL;
+    size_t cap = 0;
+    bool tty = isatty(0);
+    for (int k = 0;; k++) {
+        const char *q = NULL;
+        if (k == 0 && first) {
+            q = first;
+        } else {
+            if (tty) fputs("> ", stderr);
+            ssize_t len = getline(&line, &cap, stdin);
+            if (len <= 0) break;
+            line[strcspn(line, "\r\n")] = 0;
+            if (!line[0]) break;
+            q = line;
+        }
+        sb_ask_params p = *base;
+        sb_chat_msg hist[2 * MAX_TURNS];
+        for (int i = 0; i < 2 * n_turns; i++) hist[i] = (sb_chat_msg){i % 2 ? "assistant" : "user", turns[i]};
+        p.history = hist;
+        p.n_history = 2 * n_turns;
+        char *query = n_turns ? sb_aprintf("%s %s", turns[2 * (n_turns - 1)], q) : NULL;
+        p.query = query;
+        sb_err err = {0};
+        sb_ask_result r;
+        if (sb_ask(s, enc, sess, m, q, &p, json ? NULL : stream_out, NULL, &r, &err) != SB_OK) cli_die("%s", err.msg);
+        print_answer(&r, json, verbose);
+        if (!json) putchar('\n');
+        fflush(stdout);
+        if (n_turns == MAX_TURNS) { /* forget the oldest turn */
+            free(turns[0]);
+            free(turns[1]);
+            memmove(turns, turns + 2, sizeof turns - 2 * sizeof turns[0]);
+            n_turns--;
+        }
+        turns[2 * n_turns] = sb_strdup(q);
+        turns[2 * n_turns + 1] = sb_strdup(r.answer);
+        n_turns++;
+        sb_ask_result_free(&r);
+        free(query);
+    }
+    for (int i = 0; i < 2 * n_turns; i++) free(turns[i]);
+    free(line);
+}
+
 int cmd_ask(int argc, char **argv) {
     const char *store = NULL, *model = NULL, *embed = NULL, *question = NULL, *tmpl = NULL;
-    bool json = false, verbose = false;
+    bool json = false, verbose = false, chat = false;
     int n_ctx = 4096, threads = 0;
     sb_ask_params p = sb_ask_default_params();
     for (int i = 1; i < argc; i++) {
         if (cli_is(argv[i], "-h,--help")) {
             printf("usage: sabio ask --store DIR -m MODEL [options] QUESTION\n"
+                   "       sabio ask --chat --store DIR -m MODEL [options] [FIRST QUESTION]\n"
                    "Answers from the store's documents, citing them as [n], then lists the sources.\n\n"
                    "  --store DIR            the knowledge store (see sabio ingest)\n"
                    "  -m, --model PATH       the language model (.gguf or Hugging Face folder)\n"
@@ -275,8 +364,11 @@ int cmd_ask(int argc, char **argv) {
                    "  -c, --ctx-size N       context size (default 4096, at most the model's)\n"
                    "  -t, --threads N        threads (default: all cores, at most 8)\n"
                    "  --system TEXT          replace the instruction to answer from the sources\n"
+                   "  --answer-prefix TEXT   the answer's first words (default \"According to source [\"; \"\" for none)\n"
                    "  --chat-template NAME   phi3, chatml or llama2 (default: from the model)\n"
                    "  --json                 one JSON object: answer, sources, citations, timings\n"
+                   "  --chat                 a conversation: questions from stdin, one a line (empty line ends);\n"
+                   "                         follow-ups retrieve with the previous question and see earlier turns\n"
                    "  --verbose              report dropped sources and timings\n\n%s",
                    cli_sampling_help);
             return 0;
@@ -288,9 +380,11 @@ int cmd_ask(int argc, char **argv) {
         else if (cli_is(argv[i], "-n,--n-predict")) p.answer_tokens = (int)cli_long(argv[i], cli_value(argc, argv, &i), 1, 1 << 16);
         else if (cli_is(argv[i], "-c,--ctx-size")) n_ctx = (int)cli_long(argv[i], cli_value(argc, argv, &i), 256, 1 << 20);
         else if (cli_is(argv[i], "--system")) p.system = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "--answer-prefix")) p.answer_prefix = cli_value(argc, argv, &i);
         else if (cli_is(argv[i], "-t,--threads")) threads = (int)cli_long(argv[i], cli_value(argc, argv, &i), 1, 256);
         else if (cli_is(argv[i], "--chat-template")) tmpl = cli_value(argc, argv, &i);
         else if (cli_is(argv[i], "--json")) json = true;
+        else if (cli_is(argv[i], "--chat")) chat = true;
         else if (cli_is(argv[i], "--verbose,-v")) verbose = true;
         else if (cli_is(argv[i], "--mode")) {
             const char *m = cli_value(argc, argv, &i);
@@ -301,7 +395,7 @@ int cmd_ask(int argc, char **argv) {
     }
     if (!store) cli_die("ask: --store DIR is required");
     if (!model) cli_die("ask: no model given (-m PATH)");
-    if (!question || !*question) cli_die("ask: no question");
+    if (!chat && (!question || !*question)) cli_die("ask: no question");
     if (tmpl && (p.tmpl = sb_chat_from_name(tmpl)) == SB_CHAT_UNKNOWN)
         cli_die("unknown chat template '%s' (known: phi3, chatml, llama2)", tmpl);
     p.gen.n_predict = p.answer_tokens;
@@ -311,7 +405,7 @@ int cmd_ask(int argc, char **argv) {
     if (!sb_store_model(s)) cli_die("%s: the store is empty (run sabio ingest first)", store);
     char *fallback = sb_aprintf("models/%s", sb_store_model(s));
     sb_encoder *enc = open_encoder(embed ? embed : fallback);
-    char *id = model_id(embed ? embed : fallback);
+    char *id = cli_model_id(embed ? embed : fallback);
     if (sb_store_bind_model(s, id, sb_encoder_dim(enc), &err) != SB_OK) cli_die("%s", err.msg);
     sb_model *m = sb_model_open(model, &err);
     if (!m) cli_die("%s", err.msg);
@@ -321,40 +415,13 @@ int cmd_ask(int argc, char **argv) {
     if (!sess) cli_die("%s", err.msg);
     if (threads && sb_ctx_set_threads(sb_session_ctx(sess), threads, &err) != SB_OK) cli_die("%s", err.msg);
     sb_ask_result r;
-    if (sb_ask(s, enc, sess, m, question, &p, json ? NULL : stream_out, NULL, &r, &err) != SB_OK) cli_die("%s", err.msg);
-    if (json) {
-        printf("{\"answer\": ");
-        json_str(r.answer);
-        printf(", \"sources\": [");
-        for (int i = 0; i < r.n_sources; i++) {
-            sb_hit *h = &r.sources[i].hit;
-            printf("%s{\"n\": %d, \"path\": ", i ? ", " : "", r.sources[i].n);
-            json_str(h->path);
-            printf(", \"line_start\": %d, \"line_end\": %d, \"page\": %d, \"score\": %.6g, \"cited\": %s}", h->line_start,
-                   h->line_end, h->page, h->score, r.sources[i].cited ? "true" : "false");
-        }
-        printf("], \"invalid_citations\": [");
-        for (int i = 0; i < r.n_invalid; i++) printf(i ? ", %d" : "%d", r.invalid[i]);
-        printf("], \"dropped_sources\": %d, \"prompt_tokens\": %d, \"answer_tokens\": %d, \"prompt_seconds\": %.3f, "
-               "\"answer_seconds\": %.3f}\n",
-               r.n_dropped, r.prompt_tokens, r.gen.n_gen, r.gen.t_prompt, r.gen.t_gen);
+    if (!chat) {
+        if (sb_ask(s, enc, sess, m, question, &p, json ? NULL : stream_out, NULL, &r, &err) != SB_OK) cli_die("%s", err.msg);
+        print_answer(&r, json, verbose);
+        sb_ask_result_free(&r);
     } else {
-        printf("\n\nSources (* = cited):\n");
-        for (int i = 0; i < r.n_sources; i++) {
-            sb_hit *h = &r.sources[i].hit;
-            printf("  [%d]%s %s, lines %d-%d", r.sources[i].n, r.sources[i].cited ? "*" : " ", h->path, h->line_start,
-                   h->line_end);
-            if (h->page) printf(", page %d", h->page);
-            if (h->section) printf(" (%s)", h->section);
-            putchar('\n');
-        }
-        for (int i = 0; i < r.n_invalid; i++)
-            printf("  warning: the answer cites [%d], which is not one of the sources\n", r.invalid[i]);
-        if (verbose)
-            fprintf(stderr, "\nsabio: %d sources given, %d dropped for the context; prompt %d tokens in %.2fs, answer %d tokens in %.2fs\n",
-                    r.n_sources, r.n_dropped, r.prompt_tokens, r.gen.t_prompt, r.gen.n_gen, r.gen.t_gen);
+        ask_chat(s, enc, sess, m, question, &p, json, verbose);
     }
-    sb_ask_result_free(&r);
     sb_session_free(sess);
     sb_model_free(m);
     free(id);
