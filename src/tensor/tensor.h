@@ -38,7 +38,8 @@ typedef enum sb_dtype {
     SB_I64 = 27,
     SB_F64 = 28,
     SB_BF16 = 30,
-    SB_DTYPE_COUNT = 40, /* table size; ids >= this are unknown */
+    SB_NF4 = 100, /* bitsandbytes' NF4 (tensor/nf4.h); not a ggml type (ids far above ggml's), never in a GGUF file */
+    SB_DTYPE_COUNT = 101, /* table size; ids >= this are unknown */
 } sb_dtype;
 
 #define SB_QK_K 256 /* super-block size of the K-quants */
