@@ -23,19 +23,7 @@
 #include <string.h>
 
 #include "tensor/kernels.h"
-#include "tensor/nf4_tables.h"
-
-const float sb_nf4_code_f[16] = {
-    nf4_code[0], nf4_code[1], nf4_code[2],  nf4_code[3],  nf4_code[4],  nf4_code[5],  nf4_code[6],  nf4_code[7],
-    nf4_code[8], nf4_code[9], nf4_code[10], nf4_code[11], nf4_code[12], nf4_code[13], nf4_code[14], nf4_code[15],
-};
-#define D4(i) nf4_dynamic_map[i], nf4_dynamic_map[i + 1], nf4_dynamic_map[i + 2], nf4_dynamic_map[i + 3]
-#define D16(i) D4(i), D4(i + 4), D4(i + 8), D4(i + 12)
-#define D64(i) D16(i), D16(i + 16), D16(i + 32), D16(i + 48)
-const float sb_nf4_dynamic_map_f[256] = {D64(0), D64(64), D64(128), D64(192)};
-#undef D4
-#undef D16
-#undef D64
+#include "tensor/matvec.h"
 
 /* ------------------------------------------------------- 4-bit codes -- */
 
@@ -282,7 +270,8 @@ void sb_nf4_view(const sb_nf4 *q, const char *name, int64_t ne0, int64_t ne1, sb
     out->ne[0] = ne0;
     out->ne[1] = ne1;
     out->ne[2] = out->ne[3] = 1;
-    out->data = q;
+    out->data = q->qs;
+    out->aux = q;
     out->nbytes = (size_t)((q->n + 1) / 2);
 }
 
@@ -345,8 +334,13 @@ enum { SCALES = 64 }; /* block scales computed at a time */
 void sb_nf4_get_rows(const sb_tensor *w, int64_t r0, int64_t r1, float *out) {
     const sb_nf4 *q = sb_nf4_of(w);
     const int bs = q->blocksize;
+    const int64_t e0 = sb_nf4_first(w) + r0 * w->ne[0];
+    if (w->ne[0] % bs) { /* blocks straddle rows: the element-wise path */
+        sb_nf4_dequantize(q, e0, (r1 - r0) * w->ne[0], out);
+        return;
+    }
     const sb_nf4_deq_fn deq = sb_nf4_deq_at(level());
-    const int64_t b_begin = r0 * (w->ne[0] / bs), b_end = r1 * (w->ne[0] / bs);
+    const int64_t b_begin = e0 / bs, b_end = b_begin + (r1 - r0) * (w->ne[0] / bs);
     float scale[SCALES];
     for (int64_t b = b_begin; b < b_end; b += SCALES) {
         const int64_t nb = b_end - b < SCALES ? b_end - b : SCALES;
@@ -358,13 +352,26 @@ void sb_nf4_get_rows(const sb_tensor *w, int64_t r0, int64_t r1, float *out) {
 void sb_nf4_matvec(const sb_tensor *w, const float *x, float *y, int64_t r0, int64_t r1) {
     const sb_nf4 *q = sb_nf4_of(w);
     const int bs = q->blocksize;
-    const int64_t bpr = w->ne[0] / bs;
+    const int64_t bpr = w->ne[0] / bs, first = sb_nf4_first(w);
+    if (w->ne[0] % bs) { /* blocks straddle rows: dequantize a chunk at a time */
+        float buf[256];
+        for (int64_t r = r0; r < r1; r++) {
+            float sum = 0.0f;
+            for (int64_t i = 0; i < w->ne[0]; i += 256) {
+                const int64_t len = w->ne[0] - i < 256 ? w->ne[0] - i : 256;
+                sb_nf4_dequantize(q, first + r * w->ne[0] + i, len, buf);
+                sum += sb_vec_dot_f32(buf, x + i, len);
+            }
+            y[r] = sum;
+        }
+        return;
+    }
     const sb_nf4_dot_fn dot = sb_nf4_dot_at(level());
     float scale[SCALES];
     for (int64_t r = r0; r < r1; r++) {
         float sum = 0.0f;
         for (int64_t j = 0; j < bpr; j += SCALES) {
-            const int64_t nb = bpr - j < SCALES ? bpr - j : SCALES, b = r * bpr + j;
+            const int64_t nb = bpr - j < SCALES ? bpr - j : SCALES, b = first / bs + r * bpr + j;
             for (int64_t i = 0; i < nb; i++) scale[i] = sb_nf4_scale(q, b + i);
             sum += dot(q->qs + (size_t)b * (size_t)(bs / 2), scale, nb, bs, x + j * bs);
         }

@@ -6,7 +6,7 @@
  * two rows when the row length is not a multiple of the block size) is cut
  * into blocks of `blocksize` elements (64 for QLoRA). Each block keeps
  * absmax = max |x|, and each element the index of the NF4 code nearest to
- * x / absmax (nf4_tables.h). Two indices per byte: element 2i in the HIGH
+ * x / absmax (nf4_tables.c). Two indices per byte: element 2i in the HIGH
  * nibble of byte i, element 2i+1 in the low one (bitsandbytes' order; an odd
  * tail's missing element is the code of 0, index 7).
  *
@@ -20,8 +20,10 @@
  * bit-exact with it (tests/test_nf4.c).
  *
  * As a weight, an NF4 matrix is an sb_tensor of type SB_NF4 whose `data`
- * points at its sb_nf4 (not at raw blocks): the scales live outside the
- * packed bytes, in their own arrays, as in bitsandbytes' files. matvec.c
+ * points at its packed bytes and `aux` at its sb_nf4 (the scales live outside
+ * the packed bytes, in their own arrays, as in bitsandbytes' files). A view of
+ * some rows is the same view with `data` moved on by ne0 / 2 bytes a row, as
+ * for any other type (ne0 is even). matvec.c
  * routes SB_NF4 views here; the kernels dequantize one block at a time in
  * registers (dot) or one tile of rows into caller scratch (matmul), never a
  * whole matrix.
@@ -49,7 +51,7 @@ typedef struct sb_nf4 {
     void *owned;                /* the slab holding the arrays, or NULL if borrowed */
 } sb_nf4;
 
-/* The code books (bitsandbytes' values, float32; nf4_tables.h). */
+/* The code books (bitsandbytes' values, float32; nf4_tables.c). */
 extern const float sb_nf4_code_f[16];
 extern const float sb_nf4_dynamic_map_f[256];
 
@@ -82,12 +84,19 @@ void sb_nf4_dequantize(const sb_nf4 *q, int64_t e0, int64_t count, float *out);
  * for views made from a file. */
 sb_status sb_nf4_check(const sb_nf4 *q, sb_err *err);
 
-/* An SB_NF4 matrix view of q: ne0 = row length, ne1 = rows (ne0 * ne1 == n).
- * The kernels below need ne0 to be a multiple of q->blocksize. */
+/* An SB_NF4 matrix view of q: ne0 = row length (even), ne1 = rows
+ * (ne0 * ne1 == n). ne0 need not be a multiple of q->blocksize (the kernels
+ * are fast when it is). */
 void sb_nf4_view(const sb_nf4 *q, const char *name, int64_t ne0, int64_t ne1, sb_tensor *out);
-static inline const sb_nf4 *sb_nf4_of(const sb_tensor *w) { return (const sb_nf4 *)w->data; }
+static inline const sb_nf4 *sb_nf4_of(const sb_tensor *w) { return (const sb_nf4 *)w->aux; }
+/* The element of q where w's first row starts. */
+static inline int64_t sb_nf4_first(const sb_tensor *w) {
+    return ((const uint8_t *)w->data - sb_nf4_of(w)->qs) * 2;
+}
 
-/* ---- kernels over an SB_NF4 view w (ne0 a multiple of the block size) ---- */
+/* ---- kernels over an SB_NF4 view w ----
+ * Fast when ne0 is a multiple of the block size (whole blocks per row);
+ * otherwise element by element (tiny test models). */
 
 /* Rows [r0, r1) as floats into out ((r1 - r0) * ne0), bit-exact with
  * sb_nf4_dequantize. */

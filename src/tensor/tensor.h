@@ -77,6 +77,7 @@ typedef struct sb_tensor {
     int64_t ne[4]; /* unused dims are 1 */
     const void *data;
     size_t nbytes;
+    const void *aux; /* type state kept outside the bytes (SB_NF4: its sb_nf4), else NULL */
 } sb_tensor;
 
 static inline int64_t sb_tensor_nelements(const sb_tensor *t) {
