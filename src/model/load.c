@@ -42,10 +42,13 @@ static bool has(const sb_model *m, const char *gguf_fmt, const char *hf_fmt, int
 
 /* Binds a weight of shape ne0 x ne1 (ne1 == 0: a vector of ne0) and checks
  * its type can be read. */
-static sb_status bind(const sb_model *m, const char *gguf_fmt, const char *hf_fmt, int layer,
+static sb_status bind(sb_model *m, const char *gguf_fmt, const char *hf_fmt, int layer,
                       int64_t ne0, int64_t ne1, sb_tensor *out, sb_err *err) {
     char name[160];
     wname(m, name, sizeof name, gguf_fmt, hf_fmt, layer);
+    bool nf4;
+    sb_status nst = sb_model_bind_nf4(m, name, ne0, ne1, out, &nf4, err);
+    if (nst != SB_OK || nf4) return nst;
     if (!lookup(m, name, out))
         return sb_err_set(err, SB_ERR_NOT_FOUND, "tensor %s is missing", name);
     int64_t want1 = ne1 ? ne1 : 1;
@@ -80,7 +83,7 @@ static sb_status bind(const sb_model *m, const char *gguf_fmt, const char *hf_fm
 }
 
 /* A vector weight copied to f32. */
-static sb_status bind_vec(const sb_model *m, const char *gguf_fmt, const char *hf_fmt, int layer,
+static sb_status bind_vec(sb_model *m, const char *gguf_fmt, const char *hf_fmt, int layer,
                           int64_t n, float *dst, sb_err *err) {
     sb_tensor t;
     sb_status st = bind(m, gguf_fmt, hf_fmt, layer, n, 0, &t, err);
@@ -288,6 +291,7 @@ void sb_model_free(sb_model *m) {
     sb_tokenizer_free(m->tok);
     sb_gguf_free(m->gguf);
     sb_st_free(m->st);
+    sb_model_free_nf4(m);
     free(m->layers);
     free(m->vec_slab);
     free(m->rope_short);

@@ -136,5 +136,10 @@ sb_status sb_model_save_gguf(const sb_model *m, const char *path, int type, sb_e
  * mapped. Progress lines (rate, ETA) go to the log at INFO. */
 sb_status sb_model_quantize(const sb_model *m, const char *path, const char *ftype, int n_threads,
                             sb_err *err);
+/* QLoRA's frozen base: quantizes every attention and MLP projection to NF4
+ * (tensor/nf4.h; blocksize 64 and double_quant as QLoRA), keeping the token
+ * embedding, norms and lm_head as they are. Weights already NF4 (a
+ * bitsandbytes 4-bit checkpoint, bound at open) are left alone. */
+sb_status sb_model_quantize_nf4(sb_model *m, int blocksize, bool double_quant, sb_err *err);
 
 #endif

@@ -9,6 +9,7 @@
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "model/model.h"
+#include "tensor/nf4.h"
 
 /* Matrices are borrowed views into the mapped file (ne[0] = input width,
  * ne[1] = output rows); vectors are owned f32 copies. Dimension letters as
@@ -45,6 +46,8 @@ struct sb_model {
     float *rope_long;     /* (n_rot/2) long_factor (own allocation) */
     sb_layer *layers;     /* (n_layer) */
     float *vec_slab;      /* one allocation holding output_norm and every layer's norms */
+    sb_nf4 *nf4;          /* (cap_nf4) states behind the SB_NF4 views (nf4_model.c) */
+    int64_t n_nf4, cap_nf4;
 };
 
 /* config.c: fills m->cfg (all but the weight-derived fields) and, for
@@ -59,6 +62,11 @@ sb_status sb_config_check(const sb_model_config *c, sb_err *err);
  * the permuted matrix is row sb_rope_perm_src_row(r, head_dim) of the
  * Hugging Face (rotate_half) one. */
 int64_t sb_rope_perm_src_row(int64_t r, int head_dim);
+/* nf4_model.c: binds weight `name` if the safetensors source stores it as
+ * bitsandbytes NF4 (*found), checking its shape (ne0 x ne1); frees the states. */
+sb_status sb_model_bind_nf4(sb_model *m, const char *name, int64_t ne0, int64_t ne1, sb_tensor *out, bool *found,
+                            sb_err *err);
+void sb_model_free_nf4(sb_model *m);
 
 /* GGUF file_type value (llama.cpp's LlamaFileType) for a tensor type, -1 if none. */
 int sb_gguf_file_type_of(int type);

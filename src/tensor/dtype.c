@@ -115,6 +115,9 @@ static const sb_type_traits traits[SB_DTYPE_COUNT] = {
     [SB_Q5_K] = {"q5_K", 256, 176, true, sb_q5_k_to_float, sb_q5_k_from_float},
     [SB_Q6_K] = {"q6_K", 256, 210, true, sb_q6_k_to_float, sb_q6_k_from_float},
     [SB_Q8_K] = {"q8_K", 256, 292, true, sb_q8_k_to_float, sb_q8_k_from_float},
+    /* NF4's scales live outside its packed bytes (nf4.h): its views carry an
+     * sb_nf4, and matvec.c routes them to nf4.c; type_size counts the bytes. */
+    [SB_NF4] = {"nf4", 64, 32, true, NULL, NULL},
     [SB_I8] = {"i8", 1, 1, false, NULL, NULL},
     [SB_I16] = {"i16", 1, 2, false, NULL, NULL},
     [SB_I32] = {"i32", 1, 4, false, NULL, NULL},

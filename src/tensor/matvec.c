@@ -5,6 +5,7 @@
 #include "tensor/matvec.h"
 #include "tensor/gemm.h"
 #include "tensor/kernels.h"
+#include "tensor/nf4.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -40,6 +41,10 @@ static size_t row_bytes(const sb_tensor *w) {
 }
 
 void sb_get_row(const sb_tensor *w, int64_t r, float *out) {
+    if (w->type == SB_NF4) {
+        sb_nf4_get_rows(w, r, r + 1, out);
+        return;
+    }
     const sb_type_traits *t = sb_type_traits_get(w->type);
     t->to_float((const uint8_t *)w->data + (size_t)r * row_bytes(w), out, w->ne[0]);
 }
@@ -164,6 +169,10 @@ void sb_matvec_q(const sb_tensor *w, const void *xq, float *y, int64_t row_begin
 }
 
 void sb_matvec(const sb_tensor *w, const float *x, float *y, int64_t row_begin, int64_t row_end) {
+    if (w->type == SB_NF4) {
+        sb_nf4_matvec(w, x, y, row_begin, row_end);
+        return;
+    }
     const int64_t n = w->ne[0];
     const size_t rb = row_bytes(w);
     sb_row_dot_fn fast = sb_row_dot_for(w->type);
@@ -226,7 +235,9 @@ void sb_matmul_rows(const sb_tensor *w, const float *x, int n, float *y, int64_t
     }
     for (int64_t t0 = r0; t0 < r1; t0 += SB_MATMUL_TILE) {
         int64_t rows = r1 - t0 < SB_MATMUL_TILE ? r1 - t0 : SB_MATMUL_TILE;
-        for (int64_t r = 0; r < rows; r++) sb_get_row(w, t0 + r, scratch + r * n_in);
+        if (w->type == SB_NF4) sb_nf4_get_rows(w, t0, t0 + rows, scratch);
+        else
+            for (int64_t r = 0; r < rows; r++) sb_get_row(w, t0 + r, scratch + r * n_in);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, (int)rows, (int)n_in, 1.0f, x, (int)n_in, scratch,
                     (int)n_in, 0.0f, y + t0, (int)ldy);
     }

@@ -38,7 +38,8 @@ typedef enum sb_dtype {
     SB_I64 = 27,
     SB_F64 = 28,
     SB_BF16 = 30,
-    SB_DTYPE_COUNT = 40, /* table size; ids >= this are unknown */
+    SB_NF4 = 100, /* bitsandbytes' NF4 (tensor/nf4.h); not a ggml type (ids far above ggml's), never in a GGUF file */
+    SB_DTYPE_COUNT = 101, /* table size; ids >= this are unknown */
 } sb_dtype;
 
 #define SB_QK_K 256 /* super-block size of the K-quants */
@@ -76,6 +77,7 @@ typedef struct sb_tensor {
     int64_t ne[4]; /* unused dims are 1 */
     const void *data;
     size_t nbytes;
+    const void *aux; /* type state kept outside the bytes (SB_NF4: its sb_nf4), else NULL */
 } sb_tensor;
 
 static inline int64_t sb_tensor_nelements(const sb_tensor *t) {

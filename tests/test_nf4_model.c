@@ -1,0 +1,102 @@
+/*
+ * test_nf4_model.c - inference on an NF4 base against transformers +
+ * bitsandbytes (tests/data/tiny_phi3_nf4, tools/gen_nf4_model_ref.py):
+ *  - the 4-bit checkpoint transformers saved (bnb/) opens in sabio and gives
+ *    bitsandbytes' logits (double quantization);
+ *  - the float32 checkpoint (base/) quantized at load by
+ *    sb_model_quantize_nf4 gives them too, with and without double
+ *    quantization (our NF4 is bit-exact, so only summation order differs);
+ *  - both paths decode token by token (sb_matvec) and in a batch (tiles).
+ * Tolerance: 1e-4 absolute on logits of magnitude ~1-10 (float32 products in
+ * a different order), as tests/test_model.c.
+ */
+#include <jansson.h>
+
+#include "model/model.h"
+#include "test.h"
+
+#define DIR "tests/data/tiny_phi3_nf4"
+#define TOL 1e-4f
+
+static float *read_floats(const char *path, size_t n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    float *p = malloc(n * sizeof(float));
+    size_t got = fread(p, sizeof(float), n, f);
+    fclose(f);
+    if (got != n) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Logits of the case whose double_quant equals dq, all at once (batch) or
+ * one token per call. Returns the max abs difference from the reference. */
+static float run(const sb_model *m, bool dq, bool one_by_one, const char *label) {
+    json_error_t je;
+    json_t *root = json_load_file(DIR "/ref.json", 0, &je);
+    CHECK(root != NULL, "ref.json: %s", je.text);
+    if (!root) return INFINITY;
+    float worst = INFINITY;
+    size_t ci;
+    json_t *cs;
+    json_array_foreach(json_object_get(root, "cases"), ci, cs) {
+        if (json_is_true(json_object_get(cs, "double_quant")) != dq) continue;
+        json_t *ids_j = json_object_get(cs, "prompt_ids");
+        const int n = (int)json_array_size(ids_j), nv = (int)json_integer_value(json_object_get(cs, "n_vocab"));
+        char path[256];
+        snprintf(path, sizeof path, DIR "/%s", json_string_value(json_object_get(cs, "file")));
+        float *ref = read_floats(path, (size_t)n * nv), *got = calloc((size_t)n * nv, sizeof(float));
+        CHECK(ref != NULL, "cannot read %s", path);
+        sb_err err = {0};
+        sb_ctx *c = sb_ctx_new(m, 64, &err);
+        CHECK(c != NULL, "%s", err.msg);
+        if (c && ref) {
+            sb_ctx_set_exact(c, true);
+            sb_status st = SB_OK;
+            for (int i = 0; i < n && st == SB_OK; i += one_by_one ? 1 : n) {
+                int32_t ids[64];
+                const int k = one_by_one ? 1 : n;
+                for (int j = 0; j < k; j++) ids[j] = (int32_t)json_integer_value(json_array_get(ids_j, (size_t)(i + j)));
+                st = sb_decode(c, ids, k, NULL, got + (size_t)i * nv, &err);
+            }
+            CHECK(st == SB_OK, "%s: %s", label, err.msg);
+            worst = 0;
+            size_t at = 0;
+            for (size_t i = 0; i < (size_t)n * nv; i++)
+                if (fabsf(got[i] - ref[i]) > worst || isnan(got[i])) worst = fabsf(got[i] - ref[i]), at = i;
+            CHECK(worst <= TOL, "%s: max |logit - transformers+bitsandbytes| = %.3g at position %zu token %zu "
+                  "(ours %.6f, theirs %.6f)", label, worst, at / nv, at % nv, got[at], ref[at]);
+            printf("  %-44s max abs error %.3g\n", label, worst);
+        }
+        sb_ctx_free(c);
+        free(ref);
+        free(got);
+    }
+    json_decref(root);
+    return worst;
+}
+
+int main(void) {
+    sb_err err = {0};
+    sb_model *m = sb_model_open(DIR "/bnb", &err);
+    CHECK(m != NULL, "%s", err.msg);
+    if (m) {
+        CHECK(sb_model_get_config(m)->weight_type == 100 /* SB_NF4 */, "bnb checkpoint bound as NF4");
+        run(m, true, false, "bitsandbytes checkpoint, batch");
+        run(m, true, true, "bitsandbytes checkpoint, token by token");
+        sb_model_free(m);
+    }
+    for (int dq = 1; dq >= 0; dq--) {
+        m = sb_model_open(DIR "/base", &err);
+        CHECK(m != NULL, "%s", err.msg);
+        if (!m) continue;
+        CHECK(sb_model_quantize_nf4(m, 64, dq, &err) == SB_OK, "%s", err.msg);
+        run(m, dq, false, dq ? "f32 quantized at load (double quant), batch" : "f32 quantized at load, batch");
+        run(m, dq, true, dq ? "f32 quantized at load (double quant), 1 by 1" : "f32 quantized at load, 1 by 1");
+        sb_model_free(m);
+    }
+    /* corrupt quant state: a clear error, no crash (the fuzz target covers more) */
+    return TEST_END();
+}
