@@ -12,7 +12,7 @@
 int cmd_embed(int argc, char **argv) {
     const char *model = NULL, *file = NULL, *prompt = NULL, *prefix = "";
     bool normalize = false;
-    int dim = 0;
+    int dim = 0, threads = 0;
     for (int i = 1; i < argc; i++) {
         if (cli_is(argv[i], "-h,--help")) {
             printf("usage: sabio embed -m MODEL [FILE|-] [options]\n"
@@ -22,6 +22,7 @@ int cmd_embed(int argc, char **argv) {
                    "  --normalize          L2-normalise (models whose pipeline normalises always are)\n"
                    "  --dim N              keep the first N dimensions (then normalise again if asked)\n"
                    "  --prefix TEXT        prepend TEXT to every input (e.g. bge's query instruction)\n"
+                   "  -t, --threads N      threads (default: one per CPU)\n"
                    "Texts longer than the model's maximum are truncated to it.\n");
             return 0;
         }
@@ -30,6 +31,7 @@ int cmd_embed(int argc, char **argv) {
         else if (cli_is(argv[i], "--normalize")) normalize = true;
         else if (cli_is(argv[i], "--dim")) dim = (int)cli_long(argv[i], cli_value(argc, argv, &i), 1, 1 << 16);
         else if (cli_is(argv[i], "--prefix")) prefix = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "-t,--threads")) threads = (int)cli_long(argv[i], cli_value(argc, argv, &i), 1, 1024);
         else if (argv[i][0] != '-' || !strcmp(argv[i], "-")) file = argv[i];
         else cli_die("embed: unknown option '%s' (see sabio embed --help)", argv[i]);
     }
@@ -37,6 +39,7 @@ int cmd_embed(int argc, char **argv) {
     sb_err err = {0};
     sb_encoder *enc = sb_encoder_open(model, &err);
     if (!enc) cli_die("%s", err.msg);
+    if (threads) sb_encoder_set_threads(enc, threads);
     int D = sb_encoder_dim(enc), keep = dim && dim < D ? dim : D;
     FILE *in = NULL;
     if (!prompt) {

@@ -2,8 +2,10 @@
  * encoder.c - BERT forward pass and sentence-transformers pooling.
  *
  * Dimension letters: T tokens of one text, D = n_embd, H heads of dh = D / H,
- * F = n_ff. Weights are converted to f32 once at load (encoders are small)
- * and the matrix products go through OpenBLAS.
+ * F = n_ff, N tokens of a pass (several texts packed). Weights are converted
+ * at load: embeddings, biases and norms to f32, the four linears of a block
+ * packed to bf16 (tensor/gemm.h: bf16 inputs, f32 accumulation; Q, K, V as
+ * one (3D, D) matrix). Attention products go through OpenBLAS in f32.
  *
  * One block (transformers' BertLayer, post-LayerNorm):
  *   a = softmax(Q K^T / sqrt(dh)) V per head;  x = LN(x + a Wo^T + bo)
@@ -13,10 +15,9 @@
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "text/wordpiece.h"
-#include "tensor/matvec.h"
+#include "tensor/gemm.h"
 #include "base/threadpool.h"
 
-#include <cblas.h>
 #include <jansson.h>
 #include <math.h>
 #include <stddef.h>
@@ -25,10 +26,12 @@
 #include <unistd.h>
 
 typedef struct enc_layer {
-    float *wq, *bq, *wk, *bk, *wv, *bv; /* (D, D), (D) */
+    float *wq, *bq, *wk, *bk, *wv, *bv; /* (D, D), (D); the f32 weights are freed once packed */
     float *wo, *bo, *ln1_w, *ln1_b;     /* attention output (D, D), LayerNorm (D) */
     float *wi, *bi;                     /* intermediate (F, D), (F) */
     float *wo2, *bo2, *ln2_w, *ln2_b;   /* output (D, F), (D), LayerNorm (D) */
+    float *bqkv;                        /* (3D): bq, bk, bv */
+    sb_bf16_mat qkv, out, up, down;     /* (3D, D), (D, D), (F, D), (D, F) packed */
 } enc_layer;
 
 struct sb_encoder {
@@ -49,6 +52,11 @@ void sb_encoder_free(sb_encoder *e) {
     if (!e) return;
     for (int i = 0; i < e->n_owned; i++) free(e->owned[i]);
     free(e->owned);
+    for (int l = 0; e->layers && l < e->n_layer; l++) {
+        enc_layer *L = &e->layers[l];
+        free(L->bqkv);
+        sb_bf16_mat_free(&L->qkv), sb_bf16_mat_free(&L->out), sb_bf16_mat_free(&L->up), sb_bf16_mat_free(&L->down);
+    }
     free(e->layers);
     sb_tokenizer_free(e->tok);
     sb_pool_free(e->pool);
@@ -154,6 +162,42 @@ static float *weight(sb_encoder *e, const wsrc *src, const char *name, int64_t n
     return w;
 }
 
+/* Frees an f32 weight that has been packed (and forgets it). */
+static void drop(sb_encoder *e, float **w) {
+    for (int i = 0; i < e->n_owned; i++)
+        if (e->owned[i] == *w) {
+            free(e->owned[i]);
+            e->owned[i] = e->owned[--e->n_owned];
+            break;
+        }
+    *w = NULL;
+}
+
+/* The block linears to bf16 panels (Q, K, V stacked), f32 copies freed. */
+static sb_status pack_layers(sb_encoder *e, sb_err *err) {
+    const int D = e->n_embd, F = e->n_ff;
+    float *qkv = malloc(sizeof(float) * 3 * (size_t)D * D);
+    if (!qkv) return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < e->n_layer; l++) {
+        enc_layer *L = &e->layers[l];
+        memcpy(qkv, L->wq, sizeof(float) * (size_t)D * D);
+        memcpy(qkv + (size_t)D * D, L->wk, sizeof(float) * (size_t)D * D);
+        memcpy(qkv + 2 * (size_t)D * D, L->wv, sizeof(float) * (size_t)D * D);
+        if (!(L->bqkv = malloc(sizeof(float) * 3 * (size_t)D)) || sb_bf16_pack(&L->qkv, qkv, 3 * D, D) ||
+            sb_bf16_pack(&L->out, L->wo, D, D) || sb_bf16_pack(&L->up, L->wi, F, D) ||
+            sb_bf16_pack(&L->down, L->wo2, D, F)) {
+            free(qkv);
+            return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+        }
+        memcpy(L->bqkv, L->bq, sizeof(float) * (size_t)D);
+        memcpy(L->bqkv + D, L->bk, sizeof(float) * (size_t)D);
+        memcpy(L->bqkv + 2 * D, L->bv, sizeof(float) * (size_t)D);
+        drop(e, &L->wq), drop(e, &L->wk), drop(e, &L->wv), drop(e, &L->wo), drop(e, &L->wi), drop(e, &L->wo2);
+    }
+    free(qkv);
+    return SB_OK;
+}
+
 /* Each weight by its Hugging Face name and llama.cpp's GGUF name. */
 static sb_status load_weights(sb_encoder *e, const wsrc *src, sb_err *err) {
     const int D = e->n_embd, F = e->n_ff;
@@ -193,7 +237,7 @@ static sb_status load_weights(sb_encoder *e, const wsrc *src, sb_err *err) {
 #undef LW
     }
 #undef W
-    return SB_OK;
+    return pack_layers(e, err);
 }
 
 /* Optional sentence-transformers file: NULL if absent; *bad if present but broken. */
@@ -263,9 +307,9 @@ static sb_encoder *enc_alloc(sb_err *err) {
 }
 
 static bool enc_check_dims(sb_encoder *e, const char *path, const char *file, const char *heads_key, sb_err *err) {
-    if (e->n_embd % e->n_head) {
-        sb_err_set(err, SB_ERR_FORMAT, "%s%s: hidden size %d is not a multiple of %s %d", path, file, e->n_embd,
-                   heads_key, e->n_head);
+    if (e->n_embd % e->n_head || (e->n_embd / e->n_head) % 2) {
+        sb_err_set(err, SB_ERR_FORMAT, "%s%s: hidden size %d is not an even multiple of %s %d (heads of even size)",
+                   path, file, e->n_embd, heads_key, e->n_head);
         return false;
     }
     e->max_tokens = e->n_pos;
@@ -445,7 +489,6 @@ sb_encoder *sb_encoder_open(const char *path, sb_err *err) {
     else
         sb_err_set(err, SB_ERR_NOT_FOUND, "%s: no such encoder (a Hugging Face folder or a .gguf file)", path);
     if (!e) return NULL;
-    sb_blas_single_thread(); /* OpenBLAS's own threads cost more than they give on these sizes */
     e->pool = sb_pool_new(0); /* one per online CPU; NULL (one thread) if it cannot start */
     return e;
 }
@@ -454,75 +497,67 @@ void sb_encoder_set_max_tokens(sb_encoder *e, int n) {
     e->max_tokens = n < 3 ? 3 : n > e->n_pos ? e->n_pos : n;
 }
 
+void sb_encoder_set_threads(sb_encoder *e, int n) {
+    sb_pool_free(e->pool);
+    e->pool = sb_pool_new(n); /* NULL (the caller's thread only) if it cannot start */
+}
+
 const char *sb_encoder_query_prefix(const sb_encoder *e) { return e->query_prefix; }
 
 /* ---- forward ---- */
 
-static void layer_norm(float *x, int T, int D, const float *w, const float *b, float eps) {
-    for (int t = 0; t < T; t++) {
-        float *r = x + (size_t)t * D;
-        double mean = 0, var = 0;
-        for (int i = 0; i < D; i++) mean += r[i];
-        mean /= D;
-        for (int i = 0; i < D; i++) var += (r[i] - mean) * (r[i] - mean);
-        var /= D;
-        float inv = (float)(1.0 / sqrt(var + eps));
-        for (int i = 0; i < D; i++) r[i] = (float)(r[i] - mean) * inv * w[i] + b[i];
-    }
-}
-
-/* y (T, out) = x (T, in) W^T + b, W stored (out, in) row-major. */
-static void linear(const float *x, int T, int in, const float *W, const float *b, int out, float *y) {
-    for (int t = 0; t < T; t++) memcpy(y + (size_t)t * out, b, sizeof(float) * (size_t)out);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
+/* Scratch of one pass of up to N tokens (longest text maxT), in floats:
+ * x (N, D) and the scores (maxT, maxT) in f32; bf16 rows of x or of the
+ * attention output, of q|k|v, of the GELU output, of the probabilities;
+ * one head's packed K_h and V_h^T. */
+static size_t pass_floats(int N, int maxT, int D, int F, int dh) {
+    const size_t halves = (size_t)N * (sb_bf16_ld(D) + sb_bf16_ld(3 * D) + sb_bf16_ld(F)) +
+                          (size_t)maxT * sb_bf16_ld(maxT) + sb_bf16_packed_size(maxT, dh) +
+                          sb_bf16_packed_size(dh, maxT);
+    return (size_t)N * D + (size_t)maxT * maxT + halves / 2 + 64;
 }
 
 /* A batch of texts packed one after another: tokens (N = sum of lengths) run
  * through the per-token layers as one matrix, attention stays within each
  * text (offsets off[0..n]). Pooled embeddings go to out (n, D). */
 static void encode_batch(const sb_encoder *e, const int32_t *ids, const int *off, int n, float *out, float *s) {
-    const int D = e->n_embd, F = e->n_ff, H = e->n_head, dh = D / H, N = off[n];
-    float *x = s, *q = x + (size_t)N * D, *k = q + (size_t)N * D, *v = k + (size_t)N * D;
-    float *a = v + (size_t)N * D, *h = a + (size_t)N * D, *att = h + (size_t)N * F;
+    const int D = e->n_embd, F = e->n_ff, H = e->n_head, dh = D / H, N = off[n], maxT = e->max_tokens;
+    const int ldD = sb_bf16_ld(D), ldF = sb_bf16_ld(F), ld3 = sb_bf16_ld(3 * D), ldT = sb_bf16_ld(maxT);
+    float *x = s, *att = x + (size_t)N * D;
+    uint16_t *xb = (uint16_t *)(att + (size_t)maxT * maxT), *qkv = xb + (size_t)N * ldD;
+    uint16_t *hb = qkv + (size_t)N * ld3, *pb = hb + (size_t)N * ldF, *kp = pb + (size_t)maxT * ldT;
+    uint16_t *vp = kp + sb_bf16_packed_size(maxT, dh);
     for (int b = 0; b < n; b++)
         for (int t = off[b]; t < off[b + 1]; t++)
             for (int i = 0; i < D; i++)
                 x[(size_t)t * D + i] = e->tok_emb[(size_t)ids[t] * D + i] +
                                        e->pos_emb[(size_t)(t - off[b]) * D + i] + e->type_emb[i];
-    layer_norm(x, N, D, e->emb_ln_w, e->emb_ln_b, e->eps);
+    sb_layer_norm_rows(x, N, D, e->emb_ln_w, e->emb_ln_b, e->eps, xb, ldD);
     const float scale = 1.0f / sqrtf((float)dh);
     for (int l = 0; l < e->n_layer; l++) {
         const enc_layer *L = &e->layers[l];
-        linear(x, N, D, L->wq, L->bq, D, q);
-        linear(x, N, D, L->wk, L->bk, D, k);
-        linear(x, N, D, L->wv, L->bv, D, v);
+        /* q, k, v = x Wq^T + bq, ... as one (N, 3D) product of xb (x as bf16) */
+        sb_gemm_bf16(xb, ldD, N, &L->qkv, L->bqkv, 0, NULL, 0, qkv, ld3);
+        /* per text and head: p = softmax(Q_h K_h^T * scale) by rows; a_h = p V_h, into xb */
         for (int b = 0; b < n; b++) {
             const int T = off[b + 1] - off[b];
-            const size_t o = (size_t)off[b] * D;
+            const uint16_t *q = qkv + (size_t)off[b] * ld3, *k = q + D, *v = q + 2 * D;
             for (int hd = 0; hd < H; hd++) {
-                /* att (T, T) = Q_h K_h^T * scale; rows softmaxed; a_h = att V_h */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, dh, scale, q + o + hd * dh, D,
-                            k + o + hd * dh, D, 0.0f, att, T);
-                for (int t = 0; t < T; t++) {
-                    float *r = att + (size_t)t * T, mx = r[0];
-                    double sum = 0;
-                    for (int j = 1; j < T; j++) mx = r[j] > mx ? r[j] : mx;
-                    for (int j = 0; j < T; j++) sum += r[j] = expf(r[j] - mx);
-                    float inv = (float)(1.0 / sum);
-                    for (int j = 0; j < T; j++) r[j] *= inv;
-                }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, T, 1.0f, att, T, v + o + hd * dh, D,
-                            0.0f, a + o + hd * dh, D);
+                sb_bf16_mat km, vm;
+                sb_bf16_pack_rows(&km, kp, k + hd * dh, ld3, T, dh);
+                sb_gemm_bf16(q + hd * dh, ld3, T, &km, NULL, 0, att, T, NULL, 0);
+                sb_softmax_rows(att, T, T, T, scale, pb, ldT);
+                sb_bf16_pack_cols(&vm, vp, v + hd * dh, ld3, dh, T);
+                sb_gemm_bf16(pb, ldT, T, &vm, NULL, 0, NULL, 0, xb + (size_t)off[b] * ldD + hd * dh, ldD);
             }
         }
-        linear(a, N, D, L->wo, L->bo, D, q); /* q reused as the projection */
-        for (size_t i = 0; i < (size_t)N * D; i++) x[i] += q[i];
-        layer_norm(x, N, D, L->ln1_w, L->ln1_b, e->eps);
-        linear(x, N, D, L->wi, L->bi, F, h);
-        for (size_t i = 0; i < (size_t)N * F; i++) h[i] = 0.5f * h[i] * (1.0f + erff(h[i] * (float)M_SQRT1_2));
-        linear(h, N, F, L->wo2, L->bo2, D, q);
-        for (size_t i = 0; i < (size_t)N * D; i++) x[i] += q[i];
-        layer_norm(x, N, D, L->ln2_w, L->ln2_b, e->eps);
+        /* x = LN(x + a Wo^T + bo) */
+        sb_gemm_bf16(xb, ldD, N, &L->out, L->bo, SB_GEMM_ACC, x, D, NULL, 0);
+        sb_layer_norm_rows(x, N, D, L->ln1_w, L->ln1_b, e->eps, xb, ldD);
+        /* h = gelu(x Wi^T + bi) as bf16; x = LN(x + h Wo2^T + bo2) */
+        sb_gemm_bf16(xb, ldD, N, &L->up, L->bi, SB_GEMM_GELU, NULL, 0, hb, ldF);
+        sb_gemm_bf16(hb, ldF, N, &L->down, L->bo2, SB_GEMM_ACC, x, D, NULL, 0);
+        sb_layer_norm_rows(x, N, D, L->ln2_w, L->ln2_b, e->eps, l + 1 < e->n_layer ? xb : NULL, ldD);
     }
     for (int b = 0; b < n; b++) {
         float *o = out + (size_t)b * D;
@@ -621,8 +656,7 @@ sb_status sb_encoder_embed(sb_encoder *e, const char *const *texts, int n, bool 
         k = k1;
     }
     /* 3. batches over the threads, each with its own scratch */
-    embed_job job = {e, ids.ids, tok_off, batch_off, nb, 0, out,
-                     (size_t)cap * (5 * (size_t)D + F) + (size_t)maxT * maxT, false};
+    embed_job job = {e, ids.ids, tok_off, batch_off, nb, 0, out, pass_floats(cap, maxT, D, F, D / e->n_head), false};
     sb_pool_run(nb > 1 ? e->pool : NULL, embed_worker, &job);
     if (job.failed) {
         st = sb_err_set(err, SB_ERR_NOMEM, "encoder: out of memory for a %d-token batch", cap);

@@ -32,6 +32,9 @@ const sb_tokenizer *sb_encoder_tokenizer(const sb_encoder *e);
 /* Lowers the token limit (at least 3, at most the position table), e.g. to
  * sentence-transformers' max_seq_length for a GGUF, which does not record it. */
 void sb_encoder_set_max_tokens(sb_encoder *e, int n);
+/* Threads that sb_encoder_embed spreads its passes over (n <= 0: one per
+ * online CPU, the default). */
+void sb_encoder_set_threads(sb_encoder *e, int n);
 /* The query prompt the model declares (config_sentence_transformers.json
  * "prompts": {"query": ...}), or NULL. */
 const char *sb_encoder_query_prefix(const sb_encoder *e);

@@ -1,197 +1,223 @@
 /*
- * gemm_avx512.c - prompt-batch products of quantized weights and quantized
- * activations with AVX-512 VNNI, in tiles of 4 weight rows x 4 activation
- * rows: each weight block is loaded and expanded once per 4 activation rows,
- * each activation block once per 4 weight rows (the row kernels of
- * kernels_avx512.c do one pair at a time and reload both).
+ * gemm_avx512.c - gemm.h's kernels with AVX-512 BF16: vdpbf16ps takes 16
+ * pairs of bf16 weights (one packed panel row) and one broadcast pair of the
+ * activation row, adding both products into 16 f32 lanes.
  *
- * Every output is bit-identical to the row kernel (sb_qdot_*_avx512): the
- * same exact 32-bit integer block sums, the same float scale products and
- * fused multiply-adds in the same order, the same final reduction, so a
- * prompt gives the same numbers batched or token by token.
- *
- * Q8_0 weights are signed: activations enter vpdpbusd as unsigned x + 128
- * (x ^ 0x80) and the accumulator starts at -128 * sum(w), computed once per
- * weight block. Q4_0 nibbles are unsigned: the accumulator starts at
- * -8 * sum(x), once per activation block.
+ * Register tile: MR rows x 32 columns (two panels), 2 * MR accumulators;
+ * per pair two panel loads and MR broadcasts. Rows are taken in blocks of
+ * ROWS_BLOCK so that their bf16 activations stay in L2 while every panel
+ * pair (K x 32 bf16, 24 KiB for K = 384) sweeps over them.
  *
  * Compiled with the AVX-512 flags (Makefile rule for *_avx512.c); called
- * only after the run-time check in matvec.c.
+ * only after a run-time check (gemm.c).
  */
 #include "tensor/gemm.h"
-#include "tensor/kernels.h"
+#include "tensor/gemm_simd.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
-#define TR 4 /* weight rows per tile */
-#define TA 4 /* activation rows per tile */
+#define MR 8
+#define ROWS_BLOCK 64
 
-static inline float h2f(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-static inline __m256i load256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
-static inline __m512i cat(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
-static inline __m512 scale2(float a, float b) {
-    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(a)), _mm256_set1_ps(b), 1);
-}
-static inline __m256i nibbles(const uint8_t *p) {
-    const __m128i qs = _mm_loadu_si128((const __m128i *)p);
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0f));
+/* exp(x) for x <= 0 (softmax) and erf via exp (GELU): Cephes' expf
+ * polynomial on x - n ln2, |r| <= ln2/2, relative error ~2e-7; 2^n by
+ * vscalefps. */
+static inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(SB_LOG2E)), _MM_FROUND_TO_NEAREST_INT);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SB_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SB_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(SB_EXP_P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P5));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
 }
 
-/* One full tile over nb2 pairs of blocks: out[i][j] = reduce(acc), the odd
- * last block (if any) left to the caller. */
-static void tile_q8_0(const uint8_t *const w[TR], const sb_q8a *const x[TA], int64_t nb2, float out[TR][TA]) {
-    __m512 acc[TR][TA];
-    _Pragma("GCC unroll 4")
-    for (int i = 0; i < TR; i++)
-        _Pragma("GCC unroll 4")
-        for (int j = 0; j < TA; j++) acc[i][j] = _mm512_setzero_ps();
-    const __m512i bias = _mm512_set1_epi8((char)0x80);
-    for (int64_t k = 0; k < nb2; k++) {
-        __m512i wv[TR], wc[TR];
-        __m512 dw[TR];
-        _Pragma("GCC unroll 4")
-        for (int i = 0; i < TR; i++) {
-            const uint8_t *b = w[i] + k * 68;
-            wv[i] = cat(load256(b + 2), load256(b + 36));
-            wc[i] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, wv[i]));
-            dw[i] = scale2(h2f(b), h2f(b + 34));
+/* x/2 (1 + erf(x / sqrt 2)); erf by Abramowitz & Stegun 7.1.26 (absolute
+ * error <= 1.5e-7, far below the bf16 rounding the result gets). */
+static inline __m512 gelu512(__m512 x) {
+    const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps((float)M_SQRT1_2));
+    const __m512 az = _mm512_abs_ps(z);
+    const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(az, _mm512_set1_ps(SB_ERF_P), _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_set1_ps(SB_ERF_A5);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(SB_ERF_A4));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(SB_ERF_A3));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(SB_ERF_A2));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(SB_ERF_A1));
+    p = _mm512_mul_ps(p, t);
+    const __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az));
+    __m512 erf_abs = _mm512_fnmadd_ps(p, e, _mm512_set1_ps(1.0f));
+    /* erf is odd: copy z's sign */
+    const __m512 sign = _mm512_and_ps(z, _mm512_set1_ps(-0.0f));
+    const __m512 erf = _mm512_or_ps(erf_abs, sign);
+    return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), _mm512_add_ps(erf, _mm512_set1_ps(1.0f)));
+}
+
+static inline __m512bh pair(const uint16_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return (__m512bh)_mm512_set1_epi32(v);
+}
+
+/* Rows r0..r0+mr, panels c..c+np (np 1 or 2, cols < n_out valid). */
+static inline __attribute__((always_inline)) void tile(int mr, int np, const uint16_t *xb, int ldxb,
+                                                       const sb_bf16_mat *w, int c, const float *bias, int flags,
+                                                       float *y, int ldy, uint16_t *yb, int ldyb) {
+    __m512 acc[MR][2];
+    const int n0 = 16 * c;
+    __mmask16 mask[2];
+    for (int j = 0; j < np; j++) {
+        const int left = w->n_out - n0 - 16 * j;
+        mask[j] = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 2
+        for (int j = 0; j < np; j++) {
+            __m512 a = bias ? _mm512_maskz_loadu_ps(mask[j], bias + n0 + 16 * j) : _mm512_setzero_ps();
+            if (y && (flags & SB_GEMM_ACC))
+                a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(mask[j], y + (size_t)r * ldy + n0 + 16 * j));
+            acc[r][j] = a;
         }
-        _Pragma("GCC unroll 4")
-        for (int j = 0; j < TA; j++) {
-            const sb_q8a *xb = x[j] + 2 * k;
-            const __m512i xu = _mm512_xor_si512(cat(load256(xb[0].qs), load256(xb[1].qs)), bias);
-            const __m512 dx = scale2(xb[0].d, xb[1].d);
-            _Pragma("GCC unroll 4")
-            for (int i = 0; i < TR; i++) {
-                const __m512i p = _mm512_dpbusd_epi32(wc[i], xu, wv[i]);
-                acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(dw[i], dx), _mm512_cvtepi32_ps(p), acc[i][j]);
+    const uint16_t *w0 = w->data + (size_t)c * w->k2 * 32, *w1 = w0 + (size_t)w->k2 * 32;
+    for (int k = 0; k < w->k2; k++) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(w0 + 32 * k);
+        const __m512bh b1 = np > 1 ? (__m512bh)_mm512_loadu_si512(w1 + 32 * k) : b0;
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            const __m512bh a = pair(xb + (size_t)r * ldxb + 2 * k);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, b0);
+            if (np > 1) acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 2
+        for (int j = 0; j < np; j++) {
+            __m512 a = acc[r][j];
+            if (flags & SB_GEMM_GELU) a = gelu512(a);
+            if (y)
+                _mm512_mask_storeu_ps(y + (size_t)r * ldy + n0 + 16 * j, mask[j], a);
+            else
+                _mm256_mask_storeu_epi16(yb + (size_t)r * ldyb + n0 + 16 * j, mask[j],
+                                         (__m256i)_mm512_cvtneps_pbh(a));
+        }
+}
+
+#define TILE_CASE(m)                                                                  \
+    case m:                                                                           \
+        if (np == 2)                                                                  \
+            tile(m, 2, xb, ldxb, w, c, bias, flags, y, ldy, yb, ldyb);                \
+        else                                                                          \
+            tile(m, 1, xb, ldxb, w, c, bias, flags, y, ldy, yb, ldyb);                \
+        break;
+
+static void tile_any(int mr, int np, const uint16_t *xb, int ldxb, const sb_bf16_mat *w, int c, const float *bias,
+                     int flags, float *y, int ldy, uint16_t *yb, int ldyb) {
+    switch (mr) {
+        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6) TILE_CASE(7) TILE_CASE(8)
+    }
+}
+
+void sb_gemm_bf16_avx512(const uint16_t *xb, int ldxb, int M, const sb_bf16_mat *w, const float *bias, int flags,
+                         float *y, int ldy, uint16_t *yb, int ldyb) {
+    for (int i0 = 0; i0 < M; i0 += ROWS_BLOCK) {
+        const int i1 = i0 + ROWS_BLOCK < M ? i0 + ROWS_BLOCK : M;
+        for (int c = 0; c < w->n_panel; c += 2) {
+            const int np = c + 1 < w->n_panel ? 2 : 1;
+            for (int i = i0; i < i1; i += MR) {
+                const int mr = i1 - i < MR ? i1 - i : MR;
+                tile_any(mr, np, xb + (size_t)i * ldxb, ldxb, w, c, bias, flags, y ? y + (size_t)i * ldy : NULL, ldy,
+                         y ? NULL : yb + (size_t)i * ldyb, ldyb);
             }
         }
+        if (!y && (w->n_out & 1))
+            for (int i = i0; i < i1; i++) yb[(size_t)i * ldyb + w->n_out] = 0;
     }
-    _Pragma("GCC unroll 4")
-    for (int i = 0; i < TR; i++)
-        _Pragma("GCC unroll 4")
-        for (int j = 0; j < TA; j++) out[i][j] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-static void tile_q4_0(const uint8_t *const w[TR], const sb_q8a *const x[TA], int64_t nb2, float out[TR][TA]) {
-    __m512 acc[TR][TA];
-    _Pragma("GCC unroll 4")
-    for (int i = 0; i < TR; i++)
-        _Pragma("GCC unroll 4")
-        for (int j = 0; j < TA; j++) acc[i][j] = _mm512_setzero_ps();
-    const __m512i eight = _mm512_set1_epi8(8);
-    for (int64_t k = 0; k < nb2; k++) {
-        __m512i wv[TR];
-        __m512 dw[TR];
-        _Pragma("GCC unroll 4")
-        for (int i = 0; i < TR; i++) {
-            const uint8_t *b = w[i] + k * 36;
-            wv[i] = cat(nibbles(b + 2), nibbles(b + 20));
-            dw[i] = scale2(h2f(b), h2f(b + 18));
-        }
-        _Pragma("GCC unroll 4")
-        for (int j = 0; j < TA; j++) {
-            const sb_q8a *xb = x[j] + 2 * k;
-            const __m512i xv = cat(load256(xb[0].qs), load256(xb[1].qs));
-            const __m512i xc = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, xv));
-            const __m512 dx = scale2(xb[0].d, xb[1].d);
-            _Pragma("GCC unroll 4")
-            for (int i = 0; i < TR; i++) {
-                const __m512i p = _mm512_dpbusd_epi32(xc, wv[i], xv);
-                acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(dw[i], dx), _mm512_cvtepi32_ps(p), acc[i][j]);
-            }
-        }
-    }
-    _Pragma("GCC unroll 4")
-    for (int i = 0; i < TR; i++)
-        _Pragma("GCC unroll 4")
-        for (int j = 0; j < TA; j++) out[i][j] = _mm512_reduce_add_ps(acc[i][j]);
-}
-
-/* Q4_1: x = d * nibble + m; the min term m * s (s = d_x * sum qx) enters as
- * m * (s / 8) in each of a block's 8 lanes, as in sb_qdot_q4_1_avx512. */
-static void tile_q4_1(const uint8_t *const w[TR], const sb_q8a *const x[TA], int64_t nb2, float out[TR][TA]) {
-    __m512 acc[TR][TA];
-    _Pragma("GCC unroll 4")
-    for (int i = 0; i < TR; i++)
-        _Pragma("GCC unroll 4")
-        for (int j = 0; j < TA; j++) acc[i][j] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < nb2; k++) {
-        __m512i wv[TR];
-        __m512 dw[TR], mw[TR];
-        _Pragma("GCC unroll 4")
-        for (int i = 0; i < TR; i++) {
-            const uint8_t *b = w[i] + k * 40;
-            wv[i] = cat(nibbles(b + 4), nibbles(b + 24));
-            dw[i] = scale2(h2f(b), h2f(b + 20));
-            mw[i] = scale2(h2f(b + 2), h2f(b + 22));
-        }
-        _Pragma("GCC unroll 4")
-        for (int j = 0; j < TA; j++) {
-            const sb_q8a *xb = x[j] + 2 * k;
-            const __m512i xv = cat(load256(xb[0].qs), load256(xb[1].qs));
-            const __m512 dx = scale2(xb[0].d, xb[1].d), sx = scale2(xb[0].s * 0.125f, xb[1].s * 0.125f);
-            _Pragma("GCC unroll 4")
-            for (int i = 0; i < TR; i++) {
-                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[i], xv);
-                acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(dw[i], dx), _mm512_cvtepi32_ps(p), acc[i][j]);
-                acc[i][j] = _mm512_fmadd_ps(mw[i], sx, acc[i][j]);
-            }
-        }
-    }
-    _Pragma("GCC unroll 4")
-    for (int i = 0; i < TR; i++)
-        _Pragma("GCC unroll 4")
-        for (int j = 0; j < TA; j++) out[i][j] = _mm512_reduce_add_ps(acc[i][j]);
-}
-
-bool sb_gemm_q_avx512(int type, const sb_tensor *w, const void *xq, size_t xq_stride, int n, float *y, int64_t ldy,
-                      int64_t r0, int64_t r1) {
-    void (*tile)(const uint8_t *const[TR], const sb_q8a *const[TA], int64_t, float[TR][TA]);
-    sb_qdot_fn dot, tail;
-    size_t bsz;
-    switch (type) {
-    case SB_Q8_0: tile = tile_q8_0, dot = sb_qdot_q8_0_avx512, tail = sb_qdot_q8_0_scalar, bsz = 34; break;
-    case SB_Q4_0: tile = tile_q4_0, dot = sb_qdot_q4_0_avx512, tail = sb_qdot_q4_0_scalar, bsz = 18; break;
-    case SB_Q4_1: tile = tile_q4_1, dot = sb_qdot_q4_1_avx512, tail = sb_qdot_q4_1_scalar, bsz = 20; break;
-    default: return false;
-    }
-    const int64_t n_in = w->ne[0], nb = n_in / 32, nb2 = nb / 2;
-    const size_t rb = (size_t)nb * bsz;
-    const uint8_t *base = w->data;
-    int64_t r = r0;
-    for (; r + TR <= r1; r += TR) {
-        const uint8_t *wr[TR];
-        _Pragma("GCC unroll 4")
-        for (int i = 0; i < TR; i++) wr[i] = base + (size_t)(r + i) * rb;
+void sb_softmax_rows_avx512(float *x, int M, int n, int ld, float scale, uint16_t *xb, int ldxb) {
+    const __m512 s = _mm512_set1_ps(scale);
+    for (int r = 0; r < M; r++) {
+        float *v = x + (size_t)r * ld;
+        __m512 mx = _mm512_set1_ps(-INFINITY);
         int j = 0;
-        for (; j + TA <= n; j += TA) {
-            const sb_q8a *xr[TA];
-            for (int a = 0; a < TA; a++) xr[a] = (const sb_q8a *)(const void *)((const uint8_t *)xq + (size_t)(j + a) * xq_stride);
-            float out[TR][TA];
-            tile(wr, xr, nb2, out);
-            _Pragma("GCC unroll 4")
-            for (int i = 0; i < TR; i++)
-                for (int a = 0; a < TA; a++) {
-                    float v = out[i][a];
-                    if (nb & 1) v += tail(wr[i] + (size_t)(nb - 1) * bsz, xr[a] + nb - 1, 32);
-                    y[(size_t)(j + a) * (size_t)ldy + (size_t)(r + i)] = v;
-                }
+        for (; j + 16 <= n; j += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(v + j));
+        const __mmask16 tail = (__mmask16)((1u << (n - j)) - 1);
+        if (tail) mx = _mm512_mask_max_ps(mx, tail, mx, _mm512_maskz_loadu_ps(tail, v + j));
+        const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+        __m512 sum = _mm512_setzero_ps();
+        for (j = 0; j + 16 <= n; j += 16) {
+            const __m512 e = exp512(_mm512_mul_ps(s, _mm512_sub_ps(_mm512_loadu_ps(v + j), m)));
+            _mm512_storeu_ps(v + j, e);
+            sum = _mm512_add_ps(sum, e);
         }
-        for (; j < n; j++)
-            _Pragma("GCC unroll 4")
-            for (int i = 0; i < TR; i++)
-                y[(size_t)j * (size_t)ldy + (size_t)(r + i)] =
-                    dot(wr[i], (const uint8_t *)xq + (size_t)j * xq_stride, n_in);
+        if (tail) {
+            const __m512 e = exp512(_mm512_mul_ps(s, _mm512_sub_ps(_mm512_maskz_loadu_ps(tail, v + j), m)));
+            _mm512_mask_storeu_ps(v + j, tail, e);
+            sum = _mm512_mask_add_ps(sum, tail, sum, e);
+        }
+        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+        for (j = 0; j + 16 <= n; j += 16) _mm512_storeu_ps(v + j, _mm512_mul_ps(_mm512_loadu_ps(v + j), inv));
+        if (tail) _mm512_mask_storeu_ps(v + j, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, v + j), inv));
+        if (xb) sb_bf16_rows_avx512(v, 1, n, n, xb + (size_t)r * ldxb, ldxb);
     }
-    for (; r < r1; r++)
-        for (int j = 0; j < n; j++)
-            y[(size_t)j * (size_t)ldy + (size_t)r] = dot(base + (size_t)r * rb, (const uint8_t *)xq + (size_t)j * xq_stride, n_in);
-    return true;
+}
+
+void sb_bf16_rows_avx512(const float *x, int M, int K, int ldx, uint16_t *xb, int ldxb) {
+    for (int r = 0; r < M; r++) {
+        const float *s = x + (size_t)r * ldx;
+        uint16_t *o = xb + (size_t)r * ldxb;
+        int i = 0;
+        for (; i + 16 <= K; i += 16) _mm256_storeu_si256((__m256i *)(o + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + i)));
+        if (i < K) {
+            const __mmask16 m = (__mmask16)((1u << (K - i)) - 1);
+            _mm256_mask_storeu_epi16(o + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, s + i)));
+        }
+        if (K & 1) o[K] = 0;
+    }
+}
+
+/* Sums in 16 f32 lanes (D / 16 terms each), the variance from the centred
+ * values as the scalar path. */
+void sb_layer_norm_rows_avx512(float *x, int M, int D, const float *w, const float *b, float eps, uint16_t *xb,
+                               int ldxb) {
+    const int D16 = D & ~15;
+    const __mmask16 tail = (__mmask16)((1u << (D - D16)) - 1);
+    for (int t = 0; t < M; t++) {
+        float *r = x + (size_t)t * D;
+        __m512 s = _mm512_setzero_ps();
+        for (int i = 0; i < D16; i += 16) s = _mm512_add_ps(s, _mm512_loadu_ps(r + i));
+        if (tail) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(tail, r + D16));
+        const float mean = _mm512_reduce_add_ps(s) / (float)D;
+        const __m512 m = _mm512_set1_ps(mean);
+        __m512 v = _mm512_setzero_ps();
+        for (int i = 0; i < D16; i += 16) {
+            const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(r + i), m);
+            v = _mm512_fmadd_ps(d, d, v);
+        }
+        if (tail) {
+            const __m512 d = _mm512_maskz_sub_ps(tail, _mm512_maskz_loadu_ps(tail, r + D16), m);
+            v = _mm512_fmadd_ps(d, d, v);
+        }
+        const __m512 inv = _mm512_set1_ps((float)(1.0 / sqrt((double)_mm512_reduce_add_ps(v) / D + eps)));
+        for (int i = 0; i < D16; i += 16) {
+            const __m512 y = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(r + i), m), inv),
+                                             _mm512_loadu_ps(w + i), _mm512_loadu_ps(b + i));
+            _mm512_storeu_ps(r + i, y);
+        }
+        if (tail) {
+            const __m512 y = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, r + D16), m), inv),
+                                             _mm512_maskz_loadu_ps(tail, w + D16), _mm512_maskz_loadu_ps(tail, b + D16));
+            _mm512_mask_storeu_ps(r + D16, tail, y);
+        }
+        if (xb) sb_bf16_rows_avx512(r, 1, D, D, xb + (size_t)t * ldxb, ldxb);
+    }
 }

@@ -3,7 +3,7 @@
  * whole blocks into a stack buffer, dot it with the matching slice of x.
  */
 #include "tensor/matvec.h"
-#include "tensor/gemm.h"
+#include "tensor/qgemm.h"
 #include "tensor/kernels.h"
 #include "tensor/nf4.h"
 
