@@ -1,5 +1,5 @@
 /*
- * gemm_avx512.c - prompt-batch products of quantized weights and quantized
+ * qgemm_avx512.c - prompt-batch products of quantized weights and quantized
  * activations with AVX-512 VNNI, in tiles of 4 weight rows x 4 activation
  * rows: each weight block is loaded and expanded once per 4 activation rows,
  * each activation block once per 4 weight rows (the row kernels of
