@@ -30,12 +30,7 @@ static inline __m512 exp512(__m512 x) {
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(SB_LOG2E)), _MM_FROUND_TO_NEAREST_INT);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SB_LN2_HI), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SB_LN2_LO), r);
-    __m512 p = _mm512_set1_ps(SB_EXP_P0);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P5));
+    __m512 p = SB_EXP_POLY(_mm512_fmadd_ps, _mm512_set1_ps, r);
     p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     return _mm512_scalef_ps(p, n);
 }
@@ -46,12 +41,7 @@ static inline __m512 gelu512(__m512 x) {
     const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps((float)M_SQRT1_2));
     const __m512 az = _mm512_abs_ps(z);
     const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(az, _mm512_set1_ps(SB_ERF_P), _mm512_set1_ps(1.0f)));
-    __m512 p = _mm512_set1_ps(SB_ERF_A5);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(SB_ERF_A4));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(SB_ERF_A3));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(SB_ERF_A2));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(SB_ERF_A1));
-    p = _mm512_mul_ps(p, t);
+    const __m512 p = _mm512_mul_ps(SB_ERF_POLY(_mm512_fmadd_ps, _mm512_set1_ps, t), t);
     const __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az));
     __m512 erf_abs = _mm512_fnmadd_ps(p, e, _mm512_set1_ps(1.0f));
     /* erf is odd: copy z's sign */
