@@ -14,7 +14,9 @@
  *    (SIMD erf by Abramowitz & Stegun) within 1e-6 * (1 + |v|) of libm's.
  *    bf16 output: within one bf16 rounding (2^-8 relative) of the f32 one.
  * 3. Row softmax: each level within 1e-6 relative of the scalar expf one.
- * 4. LayerNorm (f32 lane sums against the scalar path's double sums):
+ * 4. Packing bf16 rows and columns (attention's K_h and V_h^T): the AVX-512
+ *    packers write the scalar packer's bytes, for odd and even sizes.
+ * 5. LayerNorm (f32 lane sums against the scalar path's double sums):
  *    within 1e-5 * (|y| + |b| + 1); the bf16 copy it writes and the bf16 row
  *    conversion equal the scalar round-to-nearest-even bit for bit.
  *
@@ -159,6 +161,34 @@ static void softmax_paths(void) {
     }
 }
 
+static void pack_paths(void) {
+    if (!sb_bf16_rows_at(SB_ISA_AVX512) || sb_bf16_rows_at(SB_ISA_AVX512) == sb_bf16_rows_scalar) {
+        SKIP("no AVX-512 BF16 here: only the scalar packer");
+        return;
+    }
+    const int sizes[][2] = {{1, 2}, {17, 32}, {256, 32}, {255, 64}, {32, 255}, {16, 1}, {48, 256}, {64, 77}};
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        const int R = sizes[t][0], C = sizes[t][1], ld = C + 6 + (C & 1); /* even ld, a row of R x C */
+        uint16_t *src = malloc(sizeof(uint16_t) * (size_t)(R + 1) * ld);
+        for (int i = 0; i < (R + 1) * ld; i++) src[i] = (uint16_t)next();
+        const size_t sz = sb_bf16_packed_size(R, C) > sb_bf16_packed_size(C, R) ? sb_bf16_packed_size(R, C)
+                                                                                   : sb_bf16_packed_size(C, R);
+        uint16_t *a = calloc(sz, 2), *b = calloc(sz, 2);
+        sb_bf16_mat ma, mb;
+        memset(a, 0x55, sz * 2), memset(b, 0x55, sz * 2);
+        sb_bf16_pack_rows_scalar(&ma, a, src, ld, R, C);
+        sb_bf16_pack_rows_avx512(&mb, b, src, ld, R, C);
+        CHECK(!memcmp(a, b, sz * 2) && ma.k2 == mb.k2 && ma.n_panel == mb.n_panel, "pack_rows %dx%d differs", R, C);
+        if (C % 16 == 0) { /* pack_cols: W (C, R) = src^T */
+            memset(a, 0x55, sz * 2), memset(b, 0x55, sz * 2);
+            sb_bf16_pack_cols_scalar(&ma, a, src, ld, C, R);
+            sb_bf16_pack_cols_avx512(&mb, b, src, ld, C, R);
+            CHECK(!memcmp(a, b, sz * 2) && ma.k2 == mb.k2, "pack_cols %dx%d differs", C, R);
+        }
+        free(src), free(a), free(b);
+    }
+}
+
 static void layer_norm_paths(void) {
     const int Ds[] = {1, 15, 16, 37, 384, 768};
     for (size_t t = 0; t < sizeof Ds / sizeof Ds[0]; t++) {
@@ -201,6 +231,7 @@ int main(void) {
     }
     softmax_paths();
     layer_norm_paths();
+    pack_paths();
     fprintf(stderr, "gemm levels run here: scalar%s%s\n", sb_gemm_bf16_at(SB_ISA_AVX2) ? " avx2" : "",
             sb_gemm_bf16_at(SB_ISA_AVX512) ? " avx512-bf16" : "");
     return TEST_END();

@@ -5,7 +5,9 @@
  * F = n_ff, N tokens of a pass (several texts packed). Weights are converted
  * at load: embeddings, biases and norms to f32, the four linears of a block
  * packed to bf16 (tensor/gemm.h: bf16 inputs, f32 accumulation; Q, K, V as
- * one (3D, D) matrix). Attention products go through OpenBLAS in f32.
+ * one (3D, D) matrix). Attention goes through the same kernel, per text and
+ * head (K_h and V_h^T packed on the fly). The residual stream and
+ * LayerNorm stay f32; every product's input is rounded to bf16 once.
  *
  * One block (transformers' BertLayer, post-LayerNorm):
  *   a = softmax(Q K^T / sqrt(dh)) V per head;  x = LN(x + a Wo^T + bo)

@@ -41,11 +41,11 @@ static void pack_bf16(sb_bf16_mat *m, uint16_t *data, const uint16_t *w, size_t 
     *m = (sb_bf16_mat){n_out, n_in, k2, np, data};
 }
 
-void sb_bf16_pack_rows(sb_bf16_mat *m, uint16_t *data, const uint16_t *w, int ldw, int n_out, int n_in) {
+void sb_bf16_pack_rows_scalar(sb_bf16_mat *m, uint16_t *data, const uint16_t *w, int ldw, int n_out, int n_in) {
     pack_bf16(m, data, w, (size_t)ldw, 1, n_out, n_in);
 }
 
-void sb_bf16_pack_cols(sb_bf16_mat *m, uint16_t *data, const uint16_t *w, int ldw, int n_out, int n_in) {
+void sb_bf16_pack_cols_scalar(sb_bf16_mat *m, uint16_t *data, const uint16_t *w, int ldw, int n_out, int n_in) {
     pack_bf16(m, data, w, 1, (size_t)ldw, n_out, n_in);
 }
 
@@ -192,4 +192,20 @@ void sb_layer_norm_rows(float *x, int M, int D, const float *w, const float *b, 
 void sb_bf16_rows(const float *x, int M, int K, int ldx, uint16_t *xb, int ldxb) {
     choose();
     g_bf16_rows(x, M, K, ldx, xb, ldxb);
+}
+
+void sb_bf16_pack_rows(sb_bf16_mat *m, uint16_t *data, const uint16_t *w, int ldw, int n_out, int n_in) {
+    choose();
+    if (g_bf16_rows == sb_bf16_rows_avx512 && ldw % 2 == 0)
+        sb_bf16_pack_rows_avx512(m, data, w, ldw, n_out, n_in);
+    else
+        sb_bf16_pack_rows_scalar(m, data, w, ldw, n_out, n_in);
+}
+
+void sb_bf16_pack_cols(sb_bf16_mat *m, uint16_t *data, const uint16_t *w, int ldw, int n_out, int n_in) {
+    choose();
+    if (g_bf16_rows == sb_bf16_rows_avx512 && n_out % 16 == 0)
+        sb_bf16_pack_cols_avx512(m, data, w, ldw, n_out, n_in);
+    else
+        sb_bf16_pack_cols_scalar(m, data, w, ldw, n_out, n_in);
 }

@@ -106,6 +106,12 @@ void sb_layer_norm_rows_scalar(float *x, int M, int D, const float *w, const flo
 void sb_layer_norm_rows_avx512(float *x, int M, int D, const float *w, const float *b, float eps, uint16_t *xb,
                                int ldxb);
 void sb_bf16_rows_scalar(const float *x, int M, int K, int ldx, uint16_t *xb, int ldxb);
+/* AVX-512 packing (chosen by sb_bf16_pack_rows/cols; pack_cols needs n_out % 16 == 0, pack_rows an even ldw) */
+void sb_bf16_pack_rows_avx512(sb_bf16_mat *m, uint16_t *data, const uint16_t *w, int ldw, int n_out, int n_in);
+void sb_bf16_pack_cols_avx512(sb_bf16_mat *m, uint16_t *data, const uint16_t *w, int ldw, int n_out, int n_in);
+/* the scalar packing, for tests */
+void sb_bf16_pack_rows_scalar(sb_bf16_mat *m, uint16_t *data, const uint16_t *w, int ldw, int n_out, int n_in);
+void sb_bf16_pack_cols_scalar(sb_bf16_mat *m, uint16_t *data, const uint16_t *w, int ldw, int n_out, int n_in);
 void sb_bf16_rows_avx512(const float *x, int M, int K, int ldx, uint16_t *xb, int ldxb);
 /* x/2 (1 + erf(x / sqrt 2)) with libm's erff: the reference GELU */
 float sb_gelu_ref(float x);

@@ -28,12 +28,7 @@ static inline __m256 exp256(__m256 x) {
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(SB_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(SB_LN2_HI), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(SB_LN2_LO), r);
-    __m256 p = _mm256_set1_ps(SB_EXP_P0);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SB_EXP_P1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SB_EXP_P2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SB_EXP_P3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SB_EXP_P4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SB_EXP_P5));
+    __m256 p = SB_EXP_POLY(_mm256_fmadd_ps, _mm256_set1_ps, r);
     p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     /* 2^n: n + 127 into the exponent field (n in -126..127 after the clamp) */
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
@@ -45,12 +40,7 @@ static inline __m256 gelu256(__m256 x) {
     const __m256 sign = _mm256_and_ps(z, _mm256_set1_ps(-0.0f));
     const __m256 az = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), z);
     const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(az, _mm256_set1_ps(SB_ERF_P), _mm256_set1_ps(1.0f)));
-    __m256 p = _mm256_set1_ps(SB_ERF_A5);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(SB_ERF_A4));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(SB_ERF_A3));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(SB_ERF_A2));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(SB_ERF_A1));
-    p = _mm256_mul_ps(p, t);
+    const __m256 p = _mm256_mul_ps(SB_ERF_POLY(_mm256_fmadd_ps, _mm256_set1_ps, t), t);
     const __m256 e = exp256(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), az), az));
     const __m256 erf = _mm256_or_ps(_mm256_fnmadd_ps(p, e, _mm256_set1_ps(1.0f)), sign);
     return _mm256_mul_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.5f)), _mm256_add_ps(erf, _mm256_set1_ps(1.0f)));

@@ -30,12 +30,7 @@ static inline __m512 exp512(__m512 x) {
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(SB_LOG2E)), _MM_FROUND_TO_NEAREST_INT);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SB_LN2_HI), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SB_LN2_LO), r);
-    __m512 p = _mm512_set1_ps(SB_EXP_P0);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SB_EXP_P5));
+    __m512 p = SB_EXP_POLY(_mm512_fmadd_ps, _mm512_set1_ps, r);
     p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     return _mm512_scalef_ps(p, n);
 }
@@ -46,12 +41,7 @@ static inline __m512 gelu512(__m512 x) {
     const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps((float)M_SQRT1_2));
     const __m512 az = _mm512_abs_ps(z);
     const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(az, _mm512_set1_ps(SB_ERF_P), _mm512_set1_ps(1.0f)));
-    __m512 p = _mm512_set1_ps(SB_ERF_A5);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(SB_ERF_A4));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(SB_ERF_A3));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(SB_ERF_A2));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(SB_ERF_A1));
-    p = _mm512_mul_ps(p, t);
+    const __m512 p = _mm512_mul_ps(SB_ERF_POLY(_mm512_fmadd_ps, _mm512_set1_ps, t), t);
     const __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), az), az));
     __m512 erf_abs = _mm512_fnmadd_ps(p, e, _mm512_set1_ps(1.0f));
     /* erf is odd: copy z's sign */
@@ -220,4 +210,42 @@ void sb_layer_norm_rows_avx512(float *x, int M, int D, const float *w, const flo
         }
         if (xb) sb_bf16_rows_avx512(r, 1, D, D, xb + (size_t)t * ldxb, ldxb);
     }
+}
+
+/* K_h of one text: panel c, pair k = the 32-bit pairs of rows 16c..16c+15 at
+ * column 2k, one (masked) gather each. ldw is even (pairs stay aligned). */
+void sb_bf16_pack_rows_avx512(sb_bf16_mat *m, uint16_t *data, const uint16_t *w, int ldw, int n_out, int n_in) {
+    const int k2 = (n_in + 1) / 2, np = (n_out + 15) / 16;
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(ldw / 2));
+    const __m512i lo16 = _mm512_set1_epi32(0xffff);
+    for (int c = 0; c < np; c++) {
+        const int left = n_out - 16 * c;
+        const __mmask16 rows = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        const uint16_t *base = w + (size_t)16 * c * ldw;
+        for (int k = 0; k < k2; k++) {
+            __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rows, idx, base + 2 * k, 4);
+            if (2 * k + 1 == n_in) v = _mm512_and_si512(v, lo16); /* odd n_in: the pad is zero */
+            _mm512_storeu_si512(data + ((size_t)c * k2 + k) * 32, v);
+        }
+    }
+    *m = (sb_bf16_mat){n_out, n_in, k2, np, data};
+}
+
+/* V_h^T of one text: W[o][i] = w[i * ldw + o]; pair k interleaves tokens 2k
+ * and 2k + 1 of 16 columns (one vpermw). n_out must be a multiple of 16. */
+void sb_bf16_pack_cols_avx512(sb_bf16_mat *m, uint16_t *data, const uint16_t *w, int ldw, int n_out, int n_in) {
+    const int k2 = (n_in + 1) / 2, np = n_out / 16;
+    const __m512i perm = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                          21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (int k = 0; k < k2; k++) {
+        const uint16_t *r0 = w + (size_t)2 * k * ldw, *r1 = r0 + ldw;
+        for (int c = 0; c < np; c++) {
+            const __m256i a = _mm256_loadu_si256((const __m256i *)(r0 + 16 * c));
+            const __m256i b = 2 * k + 1 < n_in ? _mm256_loadu_si256((const __m256i *)(r1 + 16 * c)) : _mm256_setzero_si256();
+            const __m512i ab = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+            _mm512_storeu_si512(data + ((size_t)c * k2 + k) * 32, _mm512_permutexvar_epi16(perm, ab));
+        }
+    }
+    *m = (sb_bf16_mat){n_out, n_in, k2, np, data};
 }

@@ -26,4 +26,12 @@
 #define SB_ERF_A4 -1.453152027f
 #define SB_ERF_A5 1.061405429f
 
+/* The two polynomials by Horner's rule, for any vector width: FMA(a, b, c)
+ * = a * b + c, C(x) broadcasts a constant. */
+#define SB_EXP_POLY(FMA, C, r)                                                                                  \
+    FMA(FMA(FMA(FMA(FMA(C(SB_EXP_P0), r, C(SB_EXP_P1)), r, C(SB_EXP_P2)), r, C(SB_EXP_P3)), r, C(SB_EXP_P4)), r, \
+        C(SB_EXP_P5))
+#define SB_ERF_POLY(FMA, C, t) \
+    FMA(FMA(FMA(FMA(C(SB_ERF_A5), t, C(SB_ERF_A4)), t, C(SB_ERF_A3)), t, C(SB_ERF_A2)), t, C(SB_ERF_A1))
+
 #endif
