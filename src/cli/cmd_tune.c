@@ -70,6 +70,10 @@ static void fmt_eta(char *out, size_t n, double s) {
 static void on_step(const sb_step_log *s, int64_t total, double eta, void *user) {
     progress_state *p = user;
     char e[32], val[32] = "";
+    if (s->step == 0) {
+        fprintf(stderr, "step 0/%lld  val %.4f (before training)\n", (long long)total, (double)s->val_loss);
+        return;
+    }
     fmt_eta(e, sizeof e, eta);
     if (!isnan(s->val_loss)) snprintf(val, sizeof val, "  val %.4f", (double)s->val_loss);
     fprintf(stderr, "%sstep %lld/%lld  loss %.4f%s  lr %.2e  %.0f tok/s  %.2f s/step  ETA %s%s",
