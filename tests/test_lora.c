@@ -10,6 +10,7 @@
 
 #include "formats/safetensors.h"
 #include "model/model.h"
+#include "model/model_impl.h"
 #include "test.h"
 #include "model/lora.h"
 #include "train/adapter.h"
@@ -447,8 +448,89 @@ static void test_dropout_grad(void) {
     close_case(&c);
 }
 
+/* Frozen bases in F16, BF16 and Q8_0 (dequantized tile by tile): the
+ * training forward equals the inference path on the same model, and the
+ * gradients stay within the weights' rounding of PEFT's F32 ones. */
+static void test_base_types(const char *name) {
+    refcase c;
+    if (!open_case(&c, name)) {
+        close_case(&c);
+        return;
+    }
+    sb_err err = {0};
+    const int types[3] = {SB_F16, SB_BF16, SB_Q8_0};
+    const int N = c.n_seq * c.T, V = sb_model_get_config(c.m)->n_vocab;
+    float *lt = malloc((size_t)N * V * 4), *ld = malloc((size_t)N * V * 4);
+    for (int k = 0; k < 3; k++) {
+        char path[256];
+        snprintf(path, sizeof path, "build/test_lora_%s_%s.gguf", name, sb_dtype_name(types[k]));
+        CHECK(sb_model_save_gguf(c.m, path, types[k], &err) == SB_OK, "%s", err.msg);
+        sb_model *qm = sb_model_open(path, &err);
+        CHECK(qm != NULL, "%s: %s", path, err.msg);
+        if (!qm) continue;
+        /* the initial adapter through PEFT's file: llama's Q/K rows are permuted in GGUF */
+        snprintf(path, sizeof path, "tests/data/lora_ref/%s_adapter", name);
+        sb_lora *ql0 = sb_lora_load(qm, path, &err);
+        sb_lora *ql = ql0 ? sb_lora_new(sb_model_get_config(qm), &ql0->cfg, true, &err) : NULL;
+        CHECK(ql != NULL, "%s", err.msg);
+        if (!ql) {
+            sb_lora_free(ql0);
+            sb_model_free(qm);
+            continue;
+        }
+        memcpy(ql->params, ql0->params, ql->n_params * 4);
+        sb_lora_free(ql0);
+        const bool perm = !sb_model_get_config(qm)->rope_neox;
+        sb_train_ws *ws = sb_train_ws_new(qm, ql, N, c.T, false, &err);
+        sb_batch b = {c.tokens, c.targets, c.seq_len, c.n_seq};
+        CHECK(ws && sb_train_step(ws, &b, true, 1.0f / (float)c.n_tgt, 0, NULL, NULL, lt, &err) == SB_OK, "%s", err.msg);
+        decode_logits(qm, ql, &c, ld);
+        double d = max_abs_diff(lt, ld, (size_t)N * V, NULL);
+        CHECK(d <= 1e-4, "%s %s base: training logits differ from inference by %.3g", name, sb_dtype_name(types[k]), d);
+        double worst = 0;
+        for (int l = 0; l < sb_model_get_config(qm)->n_layer; l++)
+            for (int mod = 0; mod < SB_LORA_N_MOD; mod++) {
+                const sb_lora_mat *lm = &ql->mats[(size_t)l * SB_LORA_N_MOD + mod];
+                if (!lm->A) continue;
+                for (int isB = 0; isB < 2; isB++) {
+                    char key[200], rn[220];
+                    sb_lora_peft_key(key, sizeof key, l, mod, isB);
+                    snprintf(rn, sizeof rn, "grad.%s", key);
+                    sb_tensor t;
+                    if (!find(c.st, rn, &t)) continue;
+                    const float *g = isB ? lm->dB : lm->dA;
+                    float *gp = NULL;
+                    if (perm && isB && (mod == SB_LORA_Q || mod == SB_LORA_K)) { /* back to Hugging Face's row order */
+                        const int r = ql->cfg.r, hd = sb_model_get_config(qm)->head_dim;
+                        gp = malloc(t.nbytes);
+                        for (int64_t row = 0; row < lm->n_out; row++)
+                            memcpy(gp + sb_rope_perm_src_row(row, hd) * r, g + row * r, (size_t)r * 4);
+                        g = gp;
+                    }
+                    double rm, e = max_abs_diff(g, t.data, t.nbytes / 4, &rm);
+                    free(gp);
+                    if (e / rm > worst) worst = e / rm;
+                }
+            }
+        /* a sanity bound: the base's own rounding moves the gradients (Q8_0 by ~9%); a wrong tile or
+         * transpose would move them by O(1) */
+        const double tol = types[k] == SB_F16 ? 1e-2 : types[k] == SB_BF16 ? 5e-2 : 0.2;
+        CHECK(worst <= tol, "%s %s base: gradients %.3g from PEFT's F32 ones (tolerance %.0e)", name,
+              sb_dtype_name(types[k]), worst, tol);
+        fprintf(stderr, "%s %s base: train/inference logits %.2e, gradient rel. diff to F32 %.2e\n", name,
+                sb_dtype_name(types[k]), d, worst);
+        sb_train_ws_free(ws);
+        sb_lora_free(ql);
+        sb_model_free(qm);
+    }
+    free(lt), free(ld);
+    close_case(&c);
+}
+
 int main(void) {
     test_targets();
+    test_base_types("phi3_4k");
+    test_base_types("llama");
     test_dropout_grad();
     run_case("phi3_4k");
     run_case("phi3_128k");
