@@ -366,8 +366,20 @@ static void test_adapter_files(const char *name) {
         double d = max_abs_diff(logits, t.data, (size_t)N * V, NULL);
         CHECK(d <= 1e-4, "%s: merged model: logits differ by %.3g", name, d);
         fprintf(stderr, "%s: merged F32 GGUF logits max diff %.2e\n", name, d);
-        /* the same PEFT adapter on the GGUF form of the base (llama: permuted Q/K rows) */
         sb_model_free(merged);
+        /* merged as a Hugging Face folder */
+        snprintf(path, sizeof path, "build/test_lora_%s_merged_hf", name);
+        CHECK(sb_lora_merge_save_hf(c.m, ls, 1, path, &err) == SB_OK, "%s", err.msg);
+        merged = sb_model_open(path, &err);
+        CHECK(merged != NULL, "%s: %s", path, err.msg);
+        if (merged) {
+            decode_logits(merged, NULL, &c, logits);
+            double dh = max_abs_diff(logits, t.data, (size_t)N * V, NULL);
+            CHECK(dh <= 1e-4, "%s: merged safetensors: logits differ by %.3g", name, dh);
+            fprintf(stderr, "%s: merged safetensors logits max diff %.2e\n", name, dh);
+            sb_model_free(merged);
+        }
+        /* the same PEFT adapter on the GGUF form of the base (llama: permuted Q/K rows) */
         snprintf(path, sizeof path, "build/test_lora_%s_base.gguf", name);
         CHECK(sb_model_save_gguf(c.m, path, SB_F32, &err) == SB_OK, "%s", err.msg);
         sb_model *gm = sb_model_open(path, &err);
