@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """
-train_peft.py - the peer of bench/train_step.c: PyTorch + PEFT LoRA on CPU,
+train_peft.py - the peer of bench/train_lora.c: PyTorch + PEFT LoRA on CPU,
 random tokens, B x T, loss on every token, forward + backward + clip + AdamW
 per step; median seconds per step after one warm-up step, peak RSS. With
 --make it first writes the random Phi-3-shaped model (~106M parameters,
@@ -33,8 +33,9 @@ def make(path):
 
 def main():
     path, B, T, threads, steps, r, targets = sys.argv[1], *map(int, sys.argv[2:7]), sys.argv[7]
-    if "--make" in sys.argv and not os.path.exists(os.path.join(path, "model.safetensors")):
-        make(path)
+    if "--make" in sys.argv:
+        if not os.path.exists(os.path.join(path, "model.safetensors")):
+            make(path)
         return
     torch.set_num_threads(threads)
     from peft import LoraConfig, get_peft_model

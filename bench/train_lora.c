@@ -1,11 +1,11 @@
 /*
- * train_step.c - time per LoRA optimizer step of sabio's training engine:
+ * train_lora.c - time per LoRA optimizer step of sabio's training engine:
  * random tokens, B sequences x T tokens, loss on every token, forward +
  * backward + clip + AdamW, the same work as bench/train_peft.py. Prints one
  * JSON line (seconds per step, median of STEPS after one warm-up step, peak
  * RSS). Used by bench/train.
  *
- *   build/bench/train_step MODEL B T THREADS STEPS R TARGETS [--grad-checkpoint]
+ *   build/bench/train_lora MODEL B T THREADS STEPS R TARGETS [--grad-checkpoint]
  */
 #include <stdio.h>
 #include <stdlib.h>
