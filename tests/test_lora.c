@@ -7,7 +7,9 @@
  * gradients; target lists that match nothing are refused.
  */
 #include <jansson.h>
+#include <sys/stat.h>
 
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "model/model.h"
 #include "model/model_impl.h"
@@ -539,8 +541,63 @@ static void test_base_types(const char *name) {
     close_case(&c);
 }
 
+/* Hostile adapter files: each refused with a message naming the problem. */
+static void test_bad_adapters(void) {
+    sb_err err = {0};
+    sb_model *m = sb_model_open("tests/data/tiny_phi3_4k", &err);
+    if (!m) return;
+    const char *dir = "build/test_lora_bad";
+    mkdir(dir, 0755);
+    char cfg[256], st[256];
+    snprintf(cfg, sizeof cfg, "%s/adapter_config.json", dir);
+    snprintf(st, sizeof st, "%s/adapter_model.safetensors", dir);
+    float a[4 * 64] = {0}, bq[192 * 4] = {0};
+    struct {
+        const char *config, *key, *want;
+        int64_t ne0, ne1;
+    } cases[] = {
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 16}", "base_model.model.model.layers.0.self_attn.qkv_proj.lora_A.weight",
+         "shape", 64, 4},
+        {"{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 16}", "base_model.model.model.layers.9.self_attn.qkv_proj.lora_A.weight",
+         "not a LoRA weight", 64, 4},
+        {"{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 16}", "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+         "matches no module", 64, 4},
+        {"{\"peft_type\": \"IA3\"}", "x", "not LORA", 64, 4},
+        {"{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 16, \"use_dora\": true}", "x", "DoRA", 64, 4},
+        {"{\"peft_type\": \"LORA\", \"r\": 4", "x", "adapter_config.json", 64, 4},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        sb_write_file_atomic(cfg, cases[k].config, strlen(cases[k].config), &err);
+        sb_st_writer *w = sb_st_writer_new();
+        int64_t ne[2] = {cases[k].ne0, cases[k].ne1};
+        sb_st_writer_add(w, cases[k].key, SB_F32, 2, ne, a, sizeof a);
+        sb_st_writer_write(w, st, &err);
+        sb_st_writer_free(w);
+        sb_err e2 = {0};
+        sb_lora *l = sb_lora_load(m, dir, &e2);
+        CHECK(l == NULL && strstr(e2.msg, cases[k].want), "bad adapter %zu: want '%s', got '%s'", k, cases[k].want,
+              l ? "(loaded)" : e2.msg);
+        sb_lora_free(l);
+    }
+    /* a GGUF LoRA for another architecture */
+    sb_gguf_writer *g = sb_gguf_writer_new();
+    sb_gguf_writer_set_str(g, "general.architecture", "llama");
+    sb_gguf_writer_set_str(g, "general.type", "adapter");
+    sb_gguf_writer_set_str(g, "adapter.type", "lora");
+    int64_t nea[2] = {64, 4}, neb[2] = {4, 192};
+    sb_gguf_writer_add_tensor(g, "blk.0.attn_qkv.weight.lora_a", SB_F32, 2, nea, a, sizeof a);
+    sb_gguf_writer_add_tensor(g, "blk.0.attn_qkv.weight.lora_b", SB_F32, 2, neb, bq, sizeof bq);
+    sb_gguf_writer_write(g, "build/test_lora_bad.gguf", &err);
+    sb_gguf_writer_free(g);
+    sb_lora *l = sb_lora_load(m, "build/test_lora_bad.gguf", &err);
+    CHECK(l == NULL && strstr(err.msg, "architecture llama"), "GGUF LoRA of another arch: %s", l ? "(loaded)" : err.msg);
+    sb_lora_free(l);
+    sb_model_free(m);
+}
+
 int main(void) {
     test_targets();
+    test_bad_adapters();
     test_base_types("phi3_4k");
     test_base_types("llama");
     test_dropout_grad();
