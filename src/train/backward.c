@@ -166,13 +166,22 @@ static uint64_t dropout_seed(const sb_train_ws *ws, int layer, int mod) {
     return sb_rng_at(ws->drop_seed, (uint64_t)layer * SB_LORA_N_MOD + (uint64_t)mod);
 }
 
+/* Whether element i is kept: 16 bits of the draw i / 4 against p (p in
+ * steps of 1/65536). */
+static inline bool dropout_keep(uint64_t seed, size_t i, uint32_t p16) {
+    return (uint32_t)((sb_rng_at(seed, i >> 2) >> ((i & 3) * 16)) & 0xFFFF) >= p16;
+}
+
+static uint32_t dropout_p16(float p) { return (uint32_t)lrintf(p * 65536.0f); }
+
 static const float *dropout_in(sb_train_ws *ws, int layer, int mod, const float *x, int n_in) {
     const float p = ws->lora->cfg.dropout;
     if (!ws->dropout_on || p <= 0) return x;
     const float keep = 1.0f / (1.0f - p);
     const uint64_t seed = dropout_seed(ws, layer, mod);
+    const uint32_t p16 = dropout_p16(p);
     for (size_t i = 0; i < (size_t)ws->N * (size_t)n_in; i++)
-        ws->xd[i] = sb_rng_unit(sb_rng_at(seed, i)) < p ? 0.0f : x[i] * keep;
+        ws->xd[i] = dropout_keep(seed, i, p16) ? x[i] * keep : 0.0f;
     return ws->xd;
 }
 
@@ -216,8 +225,9 @@ static void linear_bwd(sb_train_ws *ws, const sb_tensor *w, int layer, int mod, 
                 n_in);
     const float p = ws->lora->cfg.dropout, keep = 1.0f / (1.0f - p);
     const uint64_t seed = dropout_seed(ws, layer, mod);
+    const uint32_t p16 = dropout_p16(p);
     for (size_t i = 0; i < (size_t)N * (size_t)n_in; i++)
-        if (sb_rng_unit(sb_rng_at(seed, i)) >= p) dx[i] += ws->tmp[i] * keep;
+        if (dropout_keep(seed, i, p16)) dx[i] += ws->tmp[i] * keep;
 }
 
 /* The fused q|k|v (or gate|up) projection as PEFT sees it: one module for

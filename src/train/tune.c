@@ -158,12 +158,13 @@ static void fingerprint(char *out, size_t n, const sb_lora *l, const sb_tune_opt
 }
 
 static sb_status save_ckpt(const char *path, const char *fp, const sb_lora *l, const sb_adamw *opt, int64_t step,
-                           const sb_step_log *log, sb_err *err) {
+                           const sb_step_log *log, double val0, sb_err *err) {
     sb_afile f;
     sb_status st = sb_afile_open(&f, path, err);
     if (st != SB_OK) return st;
     uint32_t ver = CKPT_VERSION, fl = (uint32_t)strlen(fp);
-    uint64_t hdr[4] = {(uint64_t)step, (uint64_t)opt->t, (uint64_t)l->n_params, (uint64_t)step};
+    uint64_t hdr[4] = {(uint64_t)step, (uint64_t)opt->t, (uint64_t)l->n_params, 0};
+    memcpy(&hdr[3], &val0, sizeof val0);
     bool ok = sb_afile_write(&f, CKPT_MAGIC, 8) && sb_afile_write(&f, &ver, 4) && sb_afile_write(&f, &fl, 4) &&
               sb_afile_write(&f, fp, fl) && sb_afile_write(&f, hdr, sizeof hdr) &&
               sb_afile_write(&f, l->params, l->n_params * sizeof(float)) &&
@@ -178,7 +179,7 @@ static sb_status save_ckpt(const char *path, const char *fp, const sb_lora *l, c
 }
 
 static sb_status load_ckpt(const char *path, const char *fp, sb_lora *l, sb_adamw *opt, int64_t *step,
-                           sb_step_log *log, int64_t max_steps, sb_err *err) {
+                           sb_step_log *log, int64_t max_steps, double *val0, sb_err *err) {
     char *buf = NULL;
     size_t len = 0;
     sb_status st = sb_read_file(path, 0, &buf, &len, err);
@@ -209,6 +210,7 @@ static sb_status load_ckpt(const char *path, const char *fp, sb_lora *l, sb_adam
     }
     *step = (int64_t)hdr[0];
     opt->t = (int64_t)hdr[1];
+    memcpy(val0, &hdr[3], sizeof *val0);
     memcpy(l->params, buf + off, np);
     memcpy(opt->m, buf + off + np, np);
     memcpy(opt->v, buf + off + 2 * np, np);
@@ -220,9 +222,12 @@ done:
 
 /* ------------------------------------------------------------- outputs -- */
 
-static sb_status write_log_json(const char *path, const sb_step_log *log, int64_t n, const char *fp, sb_err *err) {
+static sb_status write_log_json(const char *path, const sb_step_log *log, int64_t n, const char *fp, double val0,
+                                sb_err *err) {
     sb_buf b = {0};
-    sb_buf_printf(&b, "{\"run\": \"%s\",\n \"steps\": [\n", fp);
+    sb_buf_printf(&b, "{\"run\": \"%s\",\n", fp);
+    if (!isnan(val0)) sb_buf_printf(&b, " \"val_loss_initial\": %.6f,\n", val0);
+    sb_buf_puts(&b, " \"steps\": [\n");
     for (int64_t i = 0; i < n; i++) {
         const sb_step_log *s = &log[i];
         sb_buf_printf(&b, "  {\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, \"tokens\": %lld, "
@@ -326,13 +331,19 @@ sb_status sb_tune(const sb_model *m, const sb_dataset *train, const sb_dataset *
     }
     fingerprint(fp, sizeof fp, l, o, train, total);
     int64_t step = 0;
+    double val0 = NAN;
     if (o->resume) {
         if (!sb_file_exists(ckpt)) {
             st = sb_err_set(err, SB_ERR_IO, "--resume: %s does not exist", ckpt);
             goto done;
         }
-        if ((st = load_ckpt(ckpt, fp, l, &opt, &step, log, total, err)) != SB_OK) goto done;
+        if ((st = load_ckpt(ckpt, fp, l, &opt, &step, log, total, &val0, err)) != SB_OK) goto done;
         sb_log(SB_LOG_INFO, "resuming at step %lld of %lld from %s", (long long)step, (long long)total, ckpt);
+    } else if (val) {
+        /* the validation loss of the base model (B = 0: the adapter adds nothing yet) */
+        if ((st = eval_ws(ws, val, o->batch, o->max_len, dist, &val0, err)) != SB_OK) goto done;
+        sb_step_log s0 = {0, NAN, (float)val0, 0, 0, 0, 0};
+        if (progress && dist->rank == 0) progress(&s0, total, NAN, user);
     }
     double t_run = 0;
     int64_t steps_timed = 0;
@@ -384,12 +395,12 @@ sb_status sb_tune(const sb_model *m, const sb_dataset *train, const sb_dataset *
         }
         if (progress && dist->rank == 0) progress(s, total, t_run / (double)steps_timed * (double)(total - step - 1), user);
         if (dist->rank == 0 && ((step + 1) % save_every == 0 || last))
-            if ((st = save_ckpt(ckpt, fp, l, &opt, step + 1, log, err)) != SB_OK) goto done;
+            if ((st = save_ckpt(ckpt, fp, l, &opt, step + 1, log, val0, err)) != SB_OK) goto done;
     }
     if (dist->rank != 0) goto done; /* rank 0 writes the outputs */
     if ((st = sb_lora_save_peft(l, m, o->out_dir, err)) != SB_OK) goto done;
     if ((st = sb_lora_save_gguf(l, m, p_gguf, err)) != SB_OK) goto done;
-    if ((st = write_log_json(p_log, log, total, fp, err)) != SB_OK) goto done;
+    if ((st = write_log_json(p_log, log, total, fp, val0, err)) != SB_OK) goto done;
     st = sb_write_loss_svg(p_svg, log, total, err);
 done:
     mbatch_free(&mb);
