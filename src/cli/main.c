@@ -93,6 +93,8 @@ static const char usage[] =
     "  search --store DIR QUERY   the best chunks for a query (hybrid, dense or BM25)\n"
     "  docs --store DIR list|stats|rm PATH   what a store holds\n"
     "  ask --store DIR -m MODEL Q answer from the store's documents, citing them\n"
+    "  tune -m MODEL --data F -o DIR  train a LoRA adapter on a JSONL chat dataset\n"
+    "  merge -m MODEL --lora A -o OUT merge LoRA adapters into a model file\n"
     "\n"
     "`sabio COMMAND --help` shows a command's options.\n";
 
@@ -114,6 +116,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "search")) return cmd_search(argc, argv);
     if (!strcmp(cmd, "docs")) return cmd_docs(argc, argv);
     if (!strcmp(cmd, "ask")) return cmd_ask(argc, argv);
+    if (!strcmp(cmd, "tune")) return cmd_tune(argc, argv);
+    if (!strcmp(cmd, "merge")) return cmd_merge(argc, argv);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         puts("sabio 0.1.0");
         return 0;

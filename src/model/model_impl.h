@@ -64,6 +64,11 @@ sb_status sb_model_bind_nf4(sb_model *m, const char *name, int64_t ne0, int64_t 
                             sb_err *err);
 void sb_model_free_nf4(sb_model *m);
 
+/* llama.cpp's Q/K row permutation for interleaved RoPE (convert.c): row r of
+ * the permuted matrix is row sb_rope_perm_src_row(r, head_dim) of the
+ * Hugging Face (rotate_half) one. */
+int64_t sb_rope_perm_src_row(int64_t r, int head_dim);
+
 /* GGUF file_type value (llama.cpp's LlamaFileType) for a tensor type, -1 if none. */
 int sb_gguf_file_type_of(int type);
 
