@@ -7,10 +7,15 @@
  *
  * The sb_nf4 states live in one array owned by the model (m->nf4), allocated
  * once with room for every linear weight, so the views' data pointers stay
- * valid.
+ * valid. Once a weight is quantized, the pages of its mapped source are
+ * handed back (MADV_PAGEOUT), so quantizing a 16-bit checkpoint at load does
+ * not leave the whole file resident.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "formats/nf4_st.h"
 #include "model/model_impl.h"
@@ -61,6 +66,18 @@ sb_status sb_model_bind_nf4(sb_model *m, const char *name, int64_t ne0, int64_t 
     return SB_OK;
 }
 
+/* Drops the resident pages wholly inside [p, p + n) of a file mapping (a
+ * clean page is re-read if touched again; anonymous memory is left alone). */
+static void page_out(const void *p, size_t n) {
+#ifdef MADV_PAGEOUT
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)p + page - 1) & ~(page - 1);
+    const uintptr_t b = ((uintptr_t)p + n) & ~(page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_PAGEOUT);
+#else
+    (void)p, (void)n;
+#endif
+}
+
 static sb_status quantize_one(sb_model *m, sb_tensor *w, int blocksize, bool nested, sb_err *err) {
     if (!w->data || w->type == SB_NF4) return SB_OK;
     const int64_t n_in = w->ne[0], rows = w->ne[1];
@@ -76,6 +93,7 @@ static sb_status quantize_one(sb_model *m, sb_tensor *w, int blocksize, bool nes
         if (q) m->n_nf4--;
         return sb_err_prefix(err, "tensor %s", w->name ? w->name : "?");
     }
+    page_out(w->data, w->nbytes);
     sb_nf4_view(q, w->name, n_in, rows, w);
     return SB_OK;
 }
