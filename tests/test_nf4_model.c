@@ -6,12 +6,17 @@
  *  - the float32 checkpoint (base/) quantized at load by
  *    sb_model_quantize_nf4 gives them too, with and without double
  *    quantization (our NF4 is bit-exact, so only summation order differs);
- *  - both paths decode token by token (sb_matvec) and in a batch (tiles).
+ *  - both paths decode token by token (sb_matvec) and in a batch (tiles);
+ *  - sb_model_save_nf4 writes the same tensors, byte for byte, as
+ *    transformers' save_pretrained did for bnb/ (and the folder reopens with
+ *    the same logits; tools/check_nf4_saved.py loads it in transformers);
+ *  - corrupt quant states are refused with an error naming the tensor.
  * Tolerance: 1e-4 absolute on logits of magnitude ~1-10 (float32 products in
  * a different order), as tests/test_model.c.
  */
 #include <jansson.h>
 
+#include "formats/nf4_st.h"
 #include "model/model.h"
 #include "test.h"
 
@@ -97,6 +102,42 @@ int main(void) {
         run(m, dq, true, dq ? "f32 quantized at load (double quant), 1 by 1" : "f32 quantized at load, 1 by 1");
         sb_model_free(m);
     }
-    /* corrupt quant state: a clear error, no crash (the fuzz target covers more) */
+    /* written ahead of time: the same bytes as transformers' checkpoint */
+    m = sb_model_open(DIR "/base", &err);
+    CHECK(m && sb_model_quantize_nf4(m, 64, true, &err) == SB_OK, "%s", err.msg);
+    CHECK(m && sb_model_save_nf4(m, "build/test_nf4_saved", &err) == SB_OK, "%s", err.msg);
+    sb_model_free(m);
+    sb_safetensors *ours = sb_st_open("build/test_nf4_saved/model.safetensors", &err);
+    sb_safetensors *theirs = sb_st_open(DIR "/bnb/model.safetensors", &err);
+    CHECK(ours && theirs, "%s", err.msg);
+    if (ours && theirs) {
+        CHECK(sb_st_n_tensors(ours) == sb_st_n_tensors(theirs), "%lld tensors, transformers wrote %lld",
+              (long long)sb_st_n_tensors(ours), (long long)sb_st_n_tensors(theirs));
+        int same = 0;
+        for (int64_t i = 0; i < sb_st_n_tensors(theirs); i++) {
+            sb_tensor a, b;
+            sb_st_tensor(theirs, i, &b);
+            int64_t j = sb_st_find(ours, b.name);
+            bool ok = j >= 0 && sb_st_tensor(ours, j, &a) && a.type == b.type && a.nbytes == b.nbytes &&
+                      !memcmp(a.ne, b.ne, sizeof a.ne) && !memcmp(a.data, b.data, a.nbytes);
+            CHECK(ok, "tensor %s differs from transformers' save_pretrained", b.name);
+            same += ok;
+        }
+        printf("  saved NF4 checkpoint: %d tensors equal to transformers'\n", same);
+    }
+    /* corrupt states: refused by name (the fuzz target covers more) */
+    if (theirs) {
+        sb_nf4 q;
+        int64_t shape[2];
+        CHECK(sb_st_nf4(theirs, "model.layers.0.mlp.down_proj.weight", &q, shape, &err) == SB_OK, "%s", err.msg);
+        sb_nf4_free(&q);
+        CHECK(sb_st_nf4(theirs, "model.embed_tokens.weight", &q, shape, &err) == SB_ERR_NOT_FOUND, "not NF4");
+    }
+    sb_st_free(ours);
+    sb_st_free(theirs);
+    m = sb_model_open("build/test_nf4_saved", &err);
+    CHECK(m != NULL, "%s", err.msg);
+    if (m) run(m, true, false, "sabio-written NF4 checkpoint, batch");
+    sb_model_free(m);
     return TEST_END();
 }
