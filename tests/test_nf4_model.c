@@ -83,7 +83,60 @@ static float run(const sb_model *m, bool dq, bool one_by_one, const char *label)
     return worst;
 }
 
+/* One hand-made corrupt file per failure class: a 64 x 64 NF4 weight written
+ * by the writer, then one field broken; the reader must refuse it with code
+ * `want` and name the tensor. */
+static void corrupt(int what, sb_status want, const char *label) {
+    float x[4096];
+    for (int i = 0; i < 4096; i++) x[i] = (float)((i * 37) % 101 - 50) / 50.0f;
+    sb_nf4 q;
+    sb_err err = {0};
+    sb_nf4_quantize(x, 4096, 64, true, &q, &err);
+    float bad_map[16];
+    memcpy(bad_map, sb_nf4_code_f, sizeof bad_map);
+    bad_map[3] += 0.01f;
+    const char *js = what == 0 ? "{\"quant_type\": \"nf4\", \"blocksize\": 64, \"shape\": [64, 66], "
+                                 "\"nested_blocksize\": 256, \"nested_offset\": 0.1}"
+                     : what == 1 ? "{\"quant_type\": \"nf4\", \"blocksize\": 64, \"shape\": [64"
+                     : what == 2 ? "{\"quant_type\": \"fp4\", \"blocksize\": 64, \"shape\": [64, 64]}"
+                     : what == 3 ? "{\"quant_type\": \"nf4\", \"blocksize\": 48, \"shape\": [64, 64]}"
+                                 : "{\"quant_type\": \"nf4\", \"blocksize\": 64, \"shape\": [64, 64], "
+                                   "\"nested_blocksize\": 256, \"nested_offset\": 0.1}";
+    const int64_t ne_w[2] = {1, 2048}, ne_b[1] = {what == 5 ? 63 : 64}, ne16[1] = {16}, ne256[1] = {256}, ne1[1] = {1};
+    const int64_t ne_js[1] = {(int64_t)strlen(js)};
+    sb_st_writer *w = sb_st_writer_new();
+    sb_st_writer_add(w, "w", SB_ST_U8, 2, ne_w, q.qs, 2048);
+    sb_st_writer_add(w, "w.absmax", SB_ST_U8, 1, ne_b, q.qabsmax, (size_t)ne_b[0]);
+    sb_st_writer_add(w, "w.nested_absmax", SB_F32, 1, ne1, q.nested_absmax, 4);
+    sb_st_writer_add(w, "w.nested_quant_map", SB_F32, 1, ne256, sb_nf4_dynamic_map_f, 1024);
+    sb_st_writer_add(w, "w.quant_map", SB_F32, 1, ne16, what == 4 ? bad_map : sb_nf4_code_f, 64);
+    sb_st_writer_add(w, "w.quant_state.bitsandbytes__nf4", SB_ST_U8, 1, ne_js, js, strlen(js));
+    void *buf = NULL;
+    size_t size = 0;
+    CHECK(sb_st_writer_to_memory(w, &buf, &size, &err) == SB_OK, "%s", err.msg);
+    sb_safetensors *st = buf ? sb_st_open_memory(buf, size, &err) : NULL;
+    CHECK(st != NULL, "%s: %s", label, err.msg);
+    if (st) {
+        sb_nf4 r;
+        int64_t shape[2];
+        sb_status got = sb_st_nf4(st, "w", &r, shape, &err);
+        CHECK(got == want && (want == SB_OK || strstr(err.msg, "tensor w")), "%s: status %d (want %d): %s", label, got, want, err.msg);
+        if (got == SB_OK) sb_nf4_free(&r);
+    }
+    sb_st_free(st);
+    free(buf);
+    sb_st_writer_free(w);
+    sb_nf4_free(&q);
+}
+
 int main(void) {
+    corrupt(0, SB_ERR_FORMAT, "shape larger than the packed bytes");
+    corrupt(1, SB_ERR_FORMAT, "truncated JSON");
+    corrupt(2, SB_ERR_UNSUPPORTED, "fp4");
+    corrupt(3, SB_ERR_FORMAT, "block size 48");
+    corrupt(4, SB_ERR_UNSUPPORTED, "foreign code book");
+    corrupt(5, SB_ERR_FORMAT, "absmax count");
+    corrupt(6, SB_OK, "the well-formed file");
     sb_err err = {0};
     sb_model *m = sb_model_open(DIR "/bnb", &err);
     CHECK(m != NULL, "%s", err.msg);
