@@ -8,7 +8,7 @@
  * The sb_nf4 states live in one array owned by the model (m->nf4), allocated
  * once with room for every linear weight, so the views' data pointers stay
  * valid. Once a weight is quantized, the pages of its mapped source are
- * handed back (MADV_PAGEOUT), so quantizing a 16-bit checkpoint at load does
+ * handed back (MADV_DONTNEED), so quantizing a 16-bit checkpoint at load does
  * not leave the whole file resident.
  */
 #include <errno.h>
@@ -72,16 +72,14 @@ sb_status sb_model_bind_nf4(sb_model *m, const char *name, int64_t ne0, int64_t 
     return SB_OK;
 }
 
-/* Drops the resident pages wholly inside [p, p + n) of a file mapping (a
- * clean page is re-read if touched again; anonymous memory is left alone). */
+/* Drops this process's pages wholly inside [p, p + n) of the source file's
+ * read-only mapping (sb_model_open always maps a file): a page touched again
+ * is read back from the file, and pages another process maps stay cached for
+ * it. MADV_PAGEOUT would skip pages shared with another reader of the file. */
 static void page_out(const void *p, size_t n) {
-#ifdef MADV_PAGEOUT
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)p + page - 1) & ~(page - 1);
     const uintptr_t b = ((uintptr_t)p + n) & ~(page - 1);
-    if (b > a) madvise((void *)a, b - a, MADV_PAGEOUT);
-#else
-    (void)p, (void)n;
-#endif
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 static sb_status quantize_one(sb_model *m, sb_tensor *w, int blocksize, bool nested, sb_err *err) {
