@@ -8,8 +8,8 @@
  * --nf4 quantizes the base's attention and MLP projections to NF4 with
  * double quantization at load (sabio tune --qlora); otherwise the base stays
  * in its file's type (F32 / F16 / BF16 ...). LoRA on every linear layer.
- * Prints one line per step and a summary: median step seconds, tokens/s,
- * peak RSS (getrusage) and the adapter / workspace sizes.
+ * Prints one line per step and a summary: the (lower) median step seconds,
+ * tokens/s, peak RSS (getrusage) and the adapter / workspace sizes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,7 +107,7 @@ int main(int argc, char **argv) {
     printf("model %s base %s rows %d x %d tokens r %d%s threads %d: load %.1f s (peak RSS %.0f MB), "
            "step median %.3f s (%.0f tokens/s), peak RSS %.0f MB, adapter %.1f MB, workspace %.0f MB\n",
            path, nf4 ? "nf4" : sb_dtype_name(mc->weight_type), rows, T, r, ckpt ? " grad-checkpoint" : "", threads,
-           t_load, rss_load, dt[steps / 2], N / dt[steps / 2], peak_rss_mb(),
+           t_load, rss_load, dt[(steps - 1) / 2], N / dt[(steps - 1) / 2], peak_rss_mb(),
            (double)lora->n_params * 4 * 4 / 1048576.0 /* params, grads, 2 AdamW moments */,
            (double)sb_train_ws_bytes(ws) / 1048576.0);
     sb_train_ws_free(ws);
