@@ -473,6 +473,10 @@ sb_status sb_lora_merge_save_gguf(sb_model *m, const sb_lora *const *ads, int n_
         }
     /* a merged F32 matrix is written in the source's type unless one is asked for */
     if (type < 0) type = c->weight_type;
+    if (type == SB_NF4) { /* GGUF has no NF4: the base is dequantized, merged and written in f16 */
+        sb_log(SB_LOG_WARN, "%s: the base is NF4; merging dequantizes it and writes f16 (--type to choose)", path);
+        type = SB_F16;
+    }
     st = sb_model_save_gguf(m, path, type, err);
 done:
     for (int l = 0; l < L && bufs; l++)
