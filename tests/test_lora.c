@@ -7,9 +7,12 @@
  * gradients; target lists that match nothing are refused.
  */
 #include <jansson.h>
+#include <sys/stat.h>
 
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "model/model.h"
+#include "model/model_impl.h"
 #include "test.h"
 #include "model/lora.h"
 #include "train/adapter.h"
@@ -365,8 +368,20 @@ static void test_adapter_files(const char *name) {
         double d = max_abs_diff(logits, t.data, (size_t)N * V, NULL);
         CHECK(d <= 1e-4, "%s: merged model: logits differ by %.3g", name, d);
         fprintf(stderr, "%s: merged F32 GGUF logits max diff %.2e\n", name, d);
-        /* the same PEFT adapter on the GGUF form of the base (llama: permuted Q/K rows) */
         sb_model_free(merged);
+        /* merged as a Hugging Face folder */
+        snprintf(path, sizeof path, "build/test_lora_%s_merged_hf", name);
+        CHECK(sb_lora_merge_save_hf(c.m, ls, 1, path, &err) == SB_OK, "%s", err.msg);
+        merged = sb_model_open(path, &err);
+        CHECK(merged != NULL, "%s: %s", path, err.msg);
+        if (merged) {
+            decode_logits(merged, NULL, &c, logits);
+            double dh = max_abs_diff(logits, t.data, (size_t)N * V, NULL);
+            CHECK(dh <= 1e-4, "%s: merged safetensors: logits differ by %.3g", name, dh);
+            fprintf(stderr, "%s: merged safetensors logits max diff %.2e\n", name, dh);
+            sb_model_free(merged);
+        }
+        /* the same PEFT adapter on the GGUF form of the base (llama: permuted Q/K rows) */
         snprintf(path, sizeof path, "build/test_lora_%s_base.gguf", name);
         CHECK(sb_model_save_gguf(c.m, path, SB_F32, &err) == SB_OK, "%s", err.msg);
         sb_model *gm = sb_model_open(path, &err);
@@ -394,8 +409,198 @@ static void test_adapter_files(const char *name) {
     close_case(&c);
 }
 
+/* With dropout the masks are ours (no PyTorch RNG to match): the gradient
+ * of the masked loss is checked against central differences of the same
+ * loss (same dropout seed) at the largest-gradient entries of A and B. */
+static void test_dropout_grad(void) {
+    refcase c;
+    if (!open_case(&c, "phi3_4k")) {
+        close_case(&c);
+        return;
+    }
+    sb_err err = {0};
+    c.lora->cfg.dropout = 0.2f;
+    const int N = c.n_seq * c.T;
+    sb_batch b = {c.tokens, c.targets, c.seq_len, c.n_seq};
+    sb_train_ws *ws = sb_train_ws_new(c.m, c.lora, N, c.T, true, &err);
+    CHECK(ws != NULL, "%s", err.msg);
+    if (!ws) {
+        close_case(&c);
+        return;
+    }
+    memset(c.lora->grads, 0, c.lora->n_params * sizeof(float));
+    double base = 0;
+    sb_train_step(ws, &b, true, 1.0f / (float)c.n_tgt, 99, &base, NULL, NULL, &err);
+    float *g = malloc(c.lora->n_params * sizeof(float));
+    memcpy(g, c.lora->grads, c.lora->n_params * sizeof(float));
+    const sb_lora_mat *q = &c.lora->mats[SB_LORA_QKV];
+    size_t picks[2] = {0, 0};
+    float best[2] = {0, 0};
+    for (size_t i = 0; i < (size_t)c.lora->cfg.r * q->n_in; i++)
+        if (fabsf(q->dA[i]) > best[0]) best[0] = fabsf(q->dA[i]), picks[0] = (size_t)(q->A - c.lora->params) + i;
+    for (size_t i = 0; i < (size_t)c.lora->cfg.r * q->n_out; i++)
+        if (fabsf(q->dB[i]) > best[1]) best[1] = fabsf(q->dB[i]), picks[1] = (size_t)(q->B - c.lora->params) + i;
+    for (int k = 0; k < 2; k++) {
+        float *p = &c.lora->params[picks[k]], keep = *p, h = 1e-2f;
+        double lp = 0, lm = 0;
+        *p = keep + h;
+        sb_train_step(ws, &b, true, 0, 99, &lp, NULL, NULL, &err);
+        *p = keep - h;
+        sb_train_step(ws, &b, true, 0, 99, &lm, NULL, NULL, &err);
+        *p = keep;
+        double fd = (lp - lm) / (2.0 * h) / c.n_tgt, an = g[picks[k]];
+        CHECK(fabs(fd - an) <= 2e-2 * fabs(an) + 1e-5, "dropout gradient of %s: analytic %.6g, numeric %.6g",
+              k ? "B" : "A", an, fd);
+        fprintf(stderr, "dropout 0.2: d loss / d %s analytic %.6g numeric %.6g\n", k ? "B" : "A", an, fd);
+    }
+    /* the masks do something: the loss differs from the no-dropout loss */
+    double nodrop = 0;
+    sb_train_step(ws, &b, false, 0, 99, &nodrop, NULL, NULL, &err);
+    CHECK(fabs(nodrop - base) > 1e-4, "dropout changes nothing (%.6f vs %.6f)", base, nodrop);
+    free(g);
+    sb_train_ws_free(ws);
+    close_case(&c);
+}
+
+/* Frozen bases in F16, BF16 and Q8_0 (dequantized tile by tile): the
+ * training forward equals the inference path on the same model, and the
+ * gradients stay within the weights' rounding of PEFT's F32 ones. */
+static void test_base_types(const char *name) {
+    refcase c;
+    if (!open_case(&c, name)) {
+        close_case(&c);
+        return;
+    }
+    sb_err err = {0};
+    const int types[3] = {SB_F16, SB_BF16, SB_Q8_0};
+    const int N = c.n_seq * c.T, V = sb_model_get_config(c.m)->n_vocab;
+    float *lt = malloc((size_t)N * V * 4), *ld = malloc((size_t)N * V * 4);
+    for (int k = 0; k < 3; k++) {
+        char path[256];
+        snprintf(path, sizeof path, "build/test_lora_%s_%s.gguf", name, sb_dtype_name(types[k]));
+        CHECK(sb_model_save_gguf(c.m, path, types[k], &err) == SB_OK, "%s", err.msg);
+        sb_model *qm = sb_model_open(path, &err);
+        CHECK(qm != NULL, "%s: %s", path, err.msg);
+        if (!qm) continue;
+        /* the initial adapter through PEFT's file: llama's Q/K rows are permuted in GGUF */
+        snprintf(path, sizeof path, "tests/data/lora_ref/%s_adapter", name);
+        sb_lora *ql0 = sb_lora_load(qm, path, &err);
+        sb_lora *ql = ql0 ? sb_lora_new(sb_model_get_config(qm), &ql0->cfg, true, &err) : NULL;
+        CHECK(ql != NULL, "%s", err.msg);
+        if (!ql) {
+            sb_lora_free(ql0);
+            sb_model_free(qm);
+            continue;
+        }
+        memcpy(ql->params, ql0->params, ql->n_params * 4);
+        sb_lora_free(ql0);
+        const bool perm = !sb_model_get_config(qm)->rope_neox;
+        sb_train_ws *ws = sb_train_ws_new(qm, ql, N, c.T, false, &err);
+        sb_batch b = {c.tokens, c.targets, c.seq_len, c.n_seq};
+        CHECK(ws && sb_train_step(ws, &b, true, 1.0f / (float)c.n_tgt, 0, NULL, NULL, lt, &err) == SB_OK, "%s", err.msg);
+        decode_logits(qm, ql, &c, ld);
+        double d = max_abs_diff(lt, ld, (size_t)N * V, NULL);
+        CHECK(d <= 1e-4, "%s %s base: training logits differ from inference by %.3g", name, sb_dtype_name(types[k]), d);
+        double worst = 0;
+        for (int l = 0; l < sb_model_get_config(qm)->n_layer; l++)
+            for (int mod = 0; mod < SB_LORA_N_MOD; mod++) {
+                const sb_lora_mat *lm = &ql->mats[(size_t)l * SB_LORA_N_MOD + mod];
+                if (!lm->A) continue;
+                for (int isB = 0; isB < 2; isB++) {
+                    char key[200], rn[220];
+                    sb_lora_peft_key(key, sizeof key, l, mod, isB);
+                    snprintf(rn, sizeof rn, "grad.%s", key);
+                    sb_tensor t;
+                    if (!find(c.st, rn, &t)) continue;
+                    const float *g = isB ? lm->dB : lm->dA;
+                    float *gp = NULL;
+                    if (perm && isB && (mod == SB_LORA_Q || mod == SB_LORA_K)) { /* back to Hugging Face's row order */
+                        const int r = ql->cfg.r, hd = sb_model_get_config(qm)->head_dim;
+                        gp = malloc(t.nbytes);
+                        for (int64_t row = 0; row < lm->n_out; row++)
+                            memcpy(gp + sb_rope_perm_src_row(row, hd) * r, g + row * r, (size_t)r * 4);
+                        g = gp;
+                    }
+                    double rm, e = max_abs_diff(g, t.data, t.nbytes / 4, &rm);
+                    free(gp);
+                    if (e / rm > worst) worst = e / rm;
+                }
+            }
+        /* a sanity bound: the base's own rounding moves the gradients (Q8_0 by ~9%); a wrong tile or
+         * transpose would move them by O(1) */
+        const double tol = types[k] == SB_F16 ? 1e-2 : types[k] == SB_BF16 ? 5e-2 : 0.2;
+        CHECK(worst <= tol, "%s %s base: gradients %.3g from PEFT's F32 ones (tolerance %.0e)", name,
+              sb_dtype_name(types[k]), worst, tol);
+        fprintf(stderr, "%s %s base: train/inference logits %.2e, gradient rel. diff to F32 %.2e\n", name,
+                sb_dtype_name(types[k]), d, worst);
+        sb_train_ws_free(ws);
+        sb_lora_free(ql);
+        sb_model_free(qm);
+    }
+    free(lt), free(ld);
+    close_case(&c);
+}
+
+/* Hostile adapter files: each refused with a message naming the problem. */
+static void test_bad_adapters(void) {
+    sb_err err = {0};
+    sb_model *m = sb_model_open("tests/data/tiny_phi3_4k", &err);
+    if (!m) return;
+    const char *dir = "build/test_lora_bad";
+    mkdir(dir, 0755);
+    char cfg[256], st[256];
+    snprintf(cfg, sizeof cfg, "%s/adapter_config.json", dir);
+    snprintf(st, sizeof st, "%s/adapter_model.safetensors", dir);
+    float a[4 * 64] = {0}, bq[192 * 4] = {0};
+    struct {
+        const char *config, *key, *want;
+        int64_t ne0, ne1;
+    } cases[] = {
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 16}", "base_model.model.model.layers.0.self_attn.qkv_proj.lora_A.weight",
+         "shape", 64, 4},
+        {"{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 16}", "base_model.model.model.layers.9.self_attn.qkv_proj.lora_A.weight",
+         "not a LoRA weight", 64, 4},
+        {"{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 16}", "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+         "matches no module", 64, 4},
+        {"{\"peft_type\": \"IA3\"}", "x", "not LORA", 64, 4},
+        {"{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 16, \"use_dora\": true}", "x", "DoRA", 64, 4},
+        {"{\"peft_type\": \"LORA\", \"r\": 4", "x", "adapter_config.json", 64, 4},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        sb_write_file_atomic(cfg, cases[k].config, strlen(cases[k].config), &err);
+        sb_st_writer *w = sb_st_writer_new();
+        int64_t ne[2] = {cases[k].ne0, cases[k].ne1};
+        sb_st_writer_add(w, cases[k].key, SB_F32, 2, ne, a, sizeof a);
+        sb_st_writer_write(w, st, &err);
+        sb_st_writer_free(w);
+        sb_err e2 = {0};
+        sb_lora *l = sb_lora_load(m, dir, &e2);
+        CHECK(l == NULL && strstr(e2.msg, cases[k].want), "bad adapter %zu: want '%s', got '%s'", k, cases[k].want,
+              l ? "(loaded)" : e2.msg);
+        sb_lora_free(l);
+    }
+    /* a GGUF LoRA for another architecture */
+    sb_gguf_writer *g = sb_gguf_writer_new();
+    sb_gguf_writer_set_str(g, "general.architecture", "llama");
+    sb_gguf_writer_set_str(g, "general.type", "adapter");
+    sb_gguf_writer_set_str(g, "adapter.type", "lora");
+    int64_t nea[2] = {64, 4}, neb[2] = {4, 192};
+    sb_gguf_writer_add_tensor(g, "blk.0.attn_qkv.weight.lora_a", SB_F32, 2, nea, a, sizeof a);
+    sb_gguf_writer_add_tensor(g, "blk.0.attn_qkv.weight.lora_b", SB_F32, 2, neb, bq, sizeof bq);
+    sb_gguf_writer_write(g, "build/test_lora_bad.gguf", &err);
+    sb_gguf_writer_free(g);
+    sb_lora *l = sb_lora_load(m, "build/test_lora_bad.gguf", &err);
+    CHECK(l == NULL && strstr(err.msg, "architecture llama"), "GGUF LoRA of another arch: %s", l ? "(loaded)" : err.msg);
+    sb_lora_free(l);
+    sb_model_free(m);
+}
+
 int main(void) {
     test_targets();
+    test_bad_adapters();
+    test_base_types("phi3_4k");
+    test_base_types("llama");
+    test_dropout_grad();
     run_case("phi3_4k");
     run_case("phi3_128k");
     run_case("phi3_gqa");

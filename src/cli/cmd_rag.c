@@ -230,6 +230,7 @@ int cmd_ask(int argc, char **argv) {
     bool json = false, verbose = false;
     int n_ctx = 4096, threads = 0;
     sb_ask_params p = sb_ask_default_params();
+    cli_adapters lora = {0};
     for (int i = 1; i < argc; i++) {
         if (cli_is(argv[i], "-h,--help")) {
             printf("usage: sabio ask --store DIR -m MODEL [options] QUESTION\n"
@@ -245,7 +246,8 @@ int cmd_ask(int argc, char **argv) {
                    "  --system TEXT          replace the instruction to answer from the sources\n"
                    "  --chat-template NAME   phi3, chatml or llama2 (default: from the model)\n"
                    "  --json                 one JSON object: answer, sources, citations, timings\n"
-                   "  --verbose              report dropped sources and timings\n\n%s",
+                   "  --verbose              report dropped sources and timings\n"
+                   "  --lora FILE            apply a LoRA adapter (--lora-scaled FILE S to scale it)\n\n%s",
                    cli_sampling_help);
             return 0;
         }
@@ -264,6 +266,7 @@ int cmd_ask(int argc, char **argv) {
             const char *m = cli_value(argc, argv, &i);
             p.mode = !strcmp(m, "dense") ? SB_SEARCH_DENSE : !strcmp(m, "bm25") ? SB_SEARCH_BM25 : SB_SEARCH_HYBRID;
         } else if (cli_parse_sampling(argc, argv, &i, &p.gen.sampling)) {
+        } else if (cli_parse_lora(argc, argv, &i, &lora)) {
         } else if (argv[i][0] == '-') cli_die("ask: unknown option '%s' (see sabio ask --help)", argv[i]);
         else question = argv[i];
     }
@@ -288,6 +291,7 @@ int cmd_ask(int argc, char **argv) {
     sb_session *sess = sb_session_new(m, n_ctx, &err);
     if (!sess) cli_die("%s", err.msg);
     if (threads && sb_ctx_set_threads(sb_session_ctx(sess), threads, &err) != SB_OK) cli_die("%s", err.msg);
+    cli_adapters_attach(&lora, m, sb_session_ctx(sess));
     sb_ask_result r;
     if (sb_ask(s, enc, sess, m, question, &p, json ? NULL : stream_out, NULL, &r, &err) != SB_OK) cli_die("%s", err.msg);
     if (json) {

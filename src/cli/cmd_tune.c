@@ -212,9 +212,10 @@ int cmd_merge(int argc, char **argv) {
     cli_adapters ad = {0};
     for (int i = 1; i < argc; i++) {
         if (cli_is(argv[i], "-h,--help")) {
-            printf("usage: sabio merge -m MODEL --lora ADAPTER [--lora-scaled ADAPTER S ...] -o OUT.gguf [--type T]\n"
-                   "Writes MODEL with the adapters merged into its weights (W + scale B A) as GGUF;\n"
-                   "--type f32|f16|bf16|q8_0|... (default: the model's main type).\n");
+            printf("usage: sabio merge -m MODEL --lora ADAPTER [--lora-scaled ADAPTER S ...] -o OUT.gguf|OUTDIR [--type T]\n"
+                   "Writes MODEL with the adapters merged into its weights (W + scale B A): as GGUF when OUT\n"
+                   "ends in .gguf (--type f32|f16|bf16|q8_0|..., default the model's main type), else as a\n"
+                   "Hugging Face folder (model.safetensors, merged matrices f32; Hugging Face sources only).\n");
             return 0;
         }
         if (cli_is(argv[i], "-m,--model")) model = cli_value(argc, argv, &i);
@@ -230,7 +231,10 @@ int cmd_merge(int argc, char **argv) {
     sb_model *m = sb_model_open(model, &err);
     if (!m) cli_die("%s", err.msg);
     load_adapters(&ad, m);
-    if (sb_lora_merge_save_gguf(m, (const sb_lora *const *)loaded, n_loaded, out, type, &err) != SB_OK)
+    size_t ol = strlen(out);
+    bool gguf = ol > 5 && !strcmp(out + ol - 5, ".gguf");
+    if ((gguf ? sb_lora_merge_save_gguf(m, (const sb_lora *const *)loaded, n_loaded, out, type, &err)
+              : sb_lora_merge_save_hf(m, (const sb_lora *const *)loaded, n_loaded, out, &err)) != SB_OK)
         cli_die("%s", err.msg);
     fprintf(stderr, "sabio: wrote %s\n", out);
     sb_model_free(m);

@@ -428,24 +428,15 @@ static sb_tensor *layer_weight(sb_layer *L, int mod) {
     }
 }
 
-sb_status sb_lora_merge_save_gguf(sb_model *m, const sb_lora *const *ads, int n_ad, const char *path, int type,
-                                  sb_err *err) {
+/* Swaps every adapted matrix of m for an f32 copy with the adapters merged
+ * (W + sum scale B A); bufs/saved (L * SB_LORA_N_MOD) record what to undo. */
+static sb_status merge_in(sb_model *m, const sb_lora *const *ads, int n_ad, float **bufs, sb_tensor *saved,
+                          sb_err *err) {
     const sb_model_config *c = &m->cfg;
-    const int L = c->n_layer;
-    sb_tensor *saved = sb_calloc((size_t)L * SB_LORA_N_MOD, sizeof *saved);
-    float **bufs = sb_calloc((size_t)L * SB_LORA_N_MOD, sizeof *bufs);
-    sb_status st = SB_OK;
-    if (!saved || !bufs) {
-        st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
-        goto done;
-    }
     for (int a = 0; a < n_ad; a++)
-        if (ads[a]->n_layer != L || strcmp(ads[a]->arch, c->arch)) {
-            st = sb_err_set(err, SB_ERR_INVALID, "adapter %d does not fit this %s model", a, c->arch);
-            goto done;
-        }
-    /* W' = W + sum over adapters of scale * B A, in f32; the saver converts to `type` */
-    for (int l = 0; l < L; l++)
+        if (ads[a]->n_layer != c->n_layer || strcmp(ads[a]->arch, c->arch))
+            return sb_err_set(err, SB_ERR_INVALID, "adapter %d does not fit this %s model", a, c->arch);
+    for (int l = 0; l < c->n_layer; l++)
         for (int mod = 0; mod < SB_LORA_N_MOD; mod++) {
             bool any = false;
             for (int a = 0; a < n_ad; a++) any |= mat_at(ads[a], l, mod)->A != NULL;
@@ -453,10 +444,7 @@ sb_status sb_lora_merge_save_gguf(sb_model *m, const sb_lora *const *ads, int n_
             sb_tensor *w = layer_weight(&m->layers[l], mod);
             const int64_t n_in = w->ne[0], n_out = w->ne[1];
             float *buf = sb_calloc((size_t)(n_in * n_out), sizeof(float));
-            if (!buf) {
-                st = sb_err_set(err, SB_ERR_NOMEM, "out of memory merging layer %d %s", l, sb_lora_mod_name(mod));
-                goto done;
-            }
+            if (!buf) return sb_err_set(err, SB_ERR_NOMEM, "out of memory merging layer %d %s", l, sb_lora_mod_name(mod));
             bufs[l * SB_LORA_N_MOD + mod] = buf;
             for (int64_t r = 0; r < n_out; r++) sb_get_row(w, r, buf + r * n_in);
             for (int a = 0; a < n_ad; a++) {
@@ -471,21 +459,95 @@ sb_status sb_lora_merge_save_gguf(sb_model *m, const sb_lora *const *ads, int n_
             w->data = buf;
             w->nbytes = (size_t)(n_in * n_out) * sizeof(float);
         }
-    /* a merged F32 matrix is written in the source's type unless one is asked for */
-    if (type < 0) type = c->weight_type;
-    if (type == SB_NF4) { /* GGUF has no NF4: the base is dequantized, merged and written in f16 */
-        sb_log(SB_LOG_WARN, "%s: the base is NF4; merging dequantizes it and writes f16 (--type to choose)", path);
-        type = SB_F16;
-    }
-    st = sb_model_save_gguf(m, path, type, err);
-done:
-    for (int l = 0; l < L && bufs; l++)
+    return SB_OK;
+}
+
+static void merge_out(sb_model *m, float **bufs, const sb_tensor *saved) {
+    for (int l = 0; l < m->cfg.n_layer && bufs; l++)
         for (int mod = 0; mod < SB_LORA_N_MOD; mod++)
             if (bufs[l * SB_LORA_N_MOD + mod]) {
                 *layer_weight(&m->layers[l], mod) = saved[l * SB_LORA_N_MOD + mod];
                 free(bufs[l * SB_LORA_N_MOD + mod]);
             }
+}
+
+/* Hugging Face safetensors of a Hugging Face source, every tensor of the
+ * source in its order and type, the merged matrices in f32; config.json and
+ * the tokenizer files copied beside it. */
+static sb_status save_hf(const sb_model *m, const char *dir, sb_err *err) {
+    if (m->source != SB_SRC_HF || !m->st)
+        return sb_err_set(err, SB_ERR_UNSUPPORTED, "%s: safetensors output needs a Hugging Face source model", dir);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return sb_err_set(err, SB_ERR_IO, "%s: cannot create the folder: %s", dir, strerror(errno));
+    sb_st_writer *w = sb_st_writer_new();
+    if (!w) return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+    sb_status st = SB_OK;
+    const int64_t n = sb_st_n_tensors(m->st);
+    for (int64_t i = 0; i < n && st == SB_OK; i++) {
+        sb_tensor t;
+        sb_st_tensor(m->st, i, &t);
+        const sb_tensor *use = &t;
+        for (int l = 0; l < m->cfg.n_layer; l++)
+            for (int mod = 0; mod < SB_LORA_N_MOD; mod++) {
+                sb_tensor *lw = layer_weight((sb_layer *)&m->layers[l], mod);
+                char name[128];
+                snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, mod <= SB_LORA_O ? "self_attn" : "mlp",
+                         sb_lora_mod_name(mod));
+                if (lw->data && lw->type == SB_F32 && !strcmp(t.name, name)) use = lw;
+            }
+        int64_t ne[2] = {use->ne[0], use->ne[1]};
+        st = sb_st_writer_add(w, t.name, use->type, t.n_dims, t.n_dims == 1 ? t.ne : ne, use->data, use->nbytes);
+    }
+    char *path = sb_path_join(dir, "model.safetensors");
+    if (st == SB_OK) st = path ? sb_st_writer_write(w, path, err) : sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+    free(path);
+    sb_st_writer_free(w);
+    /* config and tokenizer files of the source folder */
+    char *src = sb_is_dir(m->path) ? sb_strdup(m->path) : NULL;
+    if (!src && m->path) {
+        const char *slash = strrchr(m->path, '/');
+        src = slash ? sb_strndup(m->path, (size_t)(slash - m->path)) : sb_strdup(".");
+    }
+    static const char *const files[] = {"config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
+                                        "special_tokens_map.json", "generation_config.json"};
+    for (size_t k = 0; k < sizeof files / sizeof *files && st == SB_OK && src; k++) {
+        char *from = sb_path_join(src, files[k]), *to = sb_path_join(dir, files[k]), *text = NULL;
+        size_t len = 0;
+        if (from && to && sb_file_exists(from) && (st = sb_read_file(from, 0, &text, &len, err)) == SB_OK)
+            st = sb_write_file_atomic(to, text, len, err);
+        free(text), free(from), free(to);
+    }
+    free(src);
+    return st;
+}
+
+static sb_status merge_save(sb_model *m, const sb_lora *const *ads, int n_ad, const char *path, int type, bool hf,
+                            sb_err *err) {
+    const int L = m->cfg.n_layer;
+    sb_tensor *saved = sb_calloc((size_t)L * SB_LORA_N_MOD, sizeof *saved);
+    float **bufs = sb_calloc((size_t)L * SB_LORA_N_MOD, sizeof *bufs);
+    sb_status st = !saved || !bufs ? sb_err_set(err, SB_ERR_NOMEM, "out of memory") : merge_in(m, ads, n_ad, bufs, saved, err);
+    /* a merged F32 matrix is written in the source's type unless one is asked for; GGUF has no NF4, so
+     * an NF4 base is dequantized, merged and written in f16 */
+    if (type < 0) type = m->cfg.weight_type;
+    if (st == SB_OK && m->cfg.weight_type == SB_NF4 && hf)
+        st = sb_err_set(err, SB_ERR_UNSUPPORTED, "%s: the base is NF4; merge into a GGUF (dequantized to f16)", path);
+    if (st == SB_OK && type == SB_NF4 && !hf) {
+        sb_log(SB_LOG_WARN, "%s: the base is NF4; merging dequantizes it and writes f16 (--type to choose)", path);
+        type = SB_F16;
+    }
+    if (st == SB_OK) st = hf ? save_hf(m, path, err) : sb_model_save_gguf(m, path, type, err);
+    merge_out(m, bufs, saved);
     free(saved);
     free(bufs);
     return st;
+}
+
+sb_status sb_lora_merge_save_gguf(sb_model *m, const sb_lora *const *ads, int n_ad, const char *path, int type,
+                                  sb_err *err) {
+    return merge_save(m, ads, n_ad, path, type, false, err);
+}
+
+sb_status sb_lora_merge_save_hf(sb_model *m, const sb_lora *const *ads, int n_ad, const char *dir, sb_err *err) {
+    return merge_save(m, ads, n_ad, dir, -1, true, err);
 }

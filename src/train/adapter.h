@@ -34,5 +34,9 @@ sb_lora *sb_lora_load(const sb_model *m, const char *path, sb_err *err);
  * sb_model_save_gguf. */
 sb_status sb_lora_merge_save_gguf(sb_model *m, const sb_lora *const *l, int n, const char *path, int type,
                                   sb_err *err);
+/* The same as a Hugging Face folder (model.safetensors with the source's
+ * names and types, merged matrices in f32; config.json and tokenizer files
+ * copied) for a Hugging Face source model. */
+sb_status sb_lora_merge_save_hf(sb_model *m, const sb_lora *const *l, int n, const char *dir, sb_err *err);
 
 #endif

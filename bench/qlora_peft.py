@@ -1,14 +1,15 @@
 """PyTorch + PEFT + bitsandbytes QLoRA step on CPU: the peer of
-build/bench/train_step --nf4 (bench/train/qlora.sh runs both).
+build/bench/train_lora --nf4 (bench/qlora.sh runs both).
 
 Loads MODEL (a Hugging Face folder) in 4-bit NF4 with double quantization
 (compute dtype float32, as sabio computes), LoRA r on every linear layer
 (PEFT "all-linear"), random tokens of ROWS x T, and times forward + backward
-of the mean next-token loss (no optimizer step, as train_step). Prints the
-median step time and peak RSS.
+of the mean next-token loss, then clip + AdamW, as train_lora (one warm-up
+step, median of the rest). Prints one JSON line as train_lora does.
 
-Usage: /work/venv/bin/python bench/train/qlora_peft.py MODEL ROWS T R THREADS STEPS [nf4|base]
+Usage: /work/venv/bin/python bench/qlora_peft.py MODEL ROWS T R THREADS STEPS [nf4|base]
 """
+import json
 import resource
 import statistics
 import sys
@@ -33,18 +34,22 @@ def main(path, rows, T, r, threads, steps, mode="nf4"):
     model.train()
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, model.config.vocab_size, (rows, T), generator=g)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
     times = []
-    for k in range(steps):
+    for k in range(steps + 1):
         t0 = time.time()
         loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad()
         times.append(time.time() - t0)
-        model.zero_grad()
         print("step %d: %.3f s loss %.4f" % (k, times[-1], loss.item()), file=sys.stderr)
-    med = statistics.median(times)
+    med = statistics.median_low(times[1:])
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("peft+bitsandbytes %s rows %d x %d tokens r %d threads %d: step median %.3f s (%.0f tokens/s), "
-          "peak RSS %.0f MB" % (mode, rows, T, r, threads, med, rows * T / med, rss))
+    print(json.dumps({"engine": "peft+bitsandbytes", "base": "peft+bitsandbytes", "mode": mode, "s_per_step": round(med, 3),
+                      "peak_rss_mib": round(rss), "loss": round(loss.item(), 4)}))
 
 
 if __name__ == "__main__":
