@@ -3,9 +3,10 @@
  * random tokens, B sequences x T tokens, loss on every token, forward +
  * backward + clip + AdamW, the same work as bench/train_peft.py. Prints one
  * JSON line (seconds per step, median of STEPS after one warm-up step, peak
- * RSS). Used by bench/train.
+ * RSS). Used by bench/train and bench/qlora.sh (--nf4: the base's linear
+ * weights quantized to NF4 with double quantization at load, QLoRA).
  *
- *   build/bench/train_lora MODEL B T THREADS STEPS R TARGETS [--grad-checkpoint]
+ *   build/bench/train_lora MODEL B T THREADS STEPS R TARGETS [--grad-checkpoint] [--nf4]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,14 +24,16 @@ static int cmp_d(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 8) {
-        fprintf(stderr, "usage: %s MODEL B T THREADS STEPS R TARGETS [--grad-checkpoint]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL B T THREADS STEPS R TARGETS [--grad-checkpoint] [--nf4]\n", argv[0]);
         return 2;
     }
     const int B = atoi(argv[2]), T = atoi(argv[3]), threads = atoi(argv[4]), steps = atoi(argv[5]);
-    const bool ckpt = argc > 8 && !strcmp(argv[8], "--grad-checkpoint");
+    bool ckpt = false, nf4 = false;
+    for (int i = 8; i < argc; i++) ckpt |= !strcmp(argv[i], "--grad-checkpoint"), nf4 |= !strcmp(argv[i], "--nf4");
     sb_err err = {0};
     sb_model *m = sb_model_open(argv[1], &err);
     if (!m) return fprintf(stderr, "%s\n", err.msg), 1;
+    if (nf4 && sb_model_quantize_nf4(m, 64, true, &err) != SB_OK) return fprintf(stderr, "%s\n", err.msg), 1;
     const sb_model_config *c = sb_model_get_config(m);
     sb_lora_config lc = sb_lora_config_default();
     lc.r = atoi(argv[6]), lc.alpha = 2.0f * (float)lc.r, lc.dropout = 0.05f;
@@ -67,9 +70,9 @@ int main(int argc, char **argv) {
     qsort(dt + 1, (size_t)steps, sizeof(double), cmp_d);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"engine\": \"sabio\", \"s_per_step\": %.3f, \"peak_rss_mib\": %.0f, \"loss\": %.4f, \"lora_params\": %zu, "
+    printf("{\"engine\": \"sabio\", \"base\": \"%s\", \"s_per_step\": %.3f, \"peak_rss_mib\": %.0f, \"loss\": %.4f, \"lora_params\": %zu, "
            "\"activations_mib\": %.0f}\n",
-           dt[1 + steps / 2], (double)ru.ru_maxrss / 1024, loss, l->n_params,
+           sb_dtype_name(c->weight_type), dt[1 + steps / 2], (double)ru.ru_maxrss / 1024, loss, l->n_params,
            (double)sb_train_ws_bytes(ws) / (1 << 20));
     return 0;
 }

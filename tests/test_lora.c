@@ -605,6 +605,7 @@ int main(void) {
     run_case("phi3_128k");
     run_case("phi3_gqa");
     run_case("llama");
+    run_case("qlora_phi3"); /* NF4 base: bitsandbytes 4-bit checkpoint (tools/gen_qlora_ref.py) */
     test_adapter_files("phi3_4k");
     test_adapter_files("phi3_128k");
     test_adapter_files("phi3_gqa");

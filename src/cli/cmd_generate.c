@@ -343,8 +343,11 @@ int cmd_convert(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (cli_is(argv[i], "-h,--help")) {
             printf("usage: sabio convert MODEL OUT.gguf [--type f32|f16|bf16|q8_0]\n"
+                   "       sabio convert MODEL OUTDIR --type nf4\n"
                    "Writes MODEL (a Hugging Face folder or a GGUF) as a GGUF file with llama.cpp's\n"
-                   "names and keys; matrices in the given type (default f16), norms in f32.\n");
+                   "names and keys; matrices in the given type (default f16), norms in f32.\n"
+                   "--type nf4: a Hugging Face folder in bitsandbytes' 4-bit layout (NF4, double\n"
+                   "quantization, blocks of 64), which transformers loads in 4-bit and sabio as NF4.\n");
             return 0;
         }
         if (cli_is(argv[i], "--type,--outtype")) type_name = cli_value(argc, argv, &i);
@@ -359,7 +362,12 @@ int cmd_convert(int argc, char **argv) {
     sb_err err = {0};
     sb_model *m = sb_model_open(in, &err);
     if (!m) cli_die("%s", err.msg);
-    if (sb_model_save_gguf(m, out, type, &err) != SB_OK) cli_die("%s", err.msg);
+    if (type == SB_NF4) {
+        if (sb_model_quantize_nf4(m, 64, true, &err) != SB_OK || sb_model_save_nf4(m, out, &err) != SB_OK)
+            cli_die("%s", err.msg);
+    } else if (sb_model_save_gguf(m, out, type, &err) != SB_OK) {
+        cli_die("%s", err.msg);
+    }
     fprintf(stderr, "sabio: wrote %s\n", out);
     sb_model_free(m);
     return 0;

@@ -112,6 +112,8 @@ static const char tune_help[] =
     "  --warmup N              linear warm-up steps (default 0)\n"
     "  --schedule S            cosine, linear or constant after warm-up (default cosine)\n"
     "  --grad-checkpoint       recompute each layer in the backward pass (less memory)\n"
+    "  --qlora                 QLoRA: the frozen base's linear weights in NF4 with double quantization\n"
+    "                          (blocks of 64, as bitsandbytes; a bitsandbytes 4-bit checkpoint is used as is)\n"
     "  --eval-every N          steps between validation losses (default: 10 per run)\n"
     "  --save-every N          steps between checkpoints (default: at each evaluation)\n"
     "  --resume                continue from OUTDIR/checkpoint.bin\n"
@@ -141,6 +143,7 @@ int cmd_tune(int argc, char **argv) {
     sb_tune_opts o = sb_tune_opts_default();
     const char *model = NULL, *data = NULL, *valp = NULL, *tmpl = NULL;
     double val_split = 0;
+    bool qlora = false;
     sb_err err = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -176,6 +179,7 @@ int cmd_tune(int argc, char **argv) {
             if (s < 0) cli_die("--schedule: '%s' is not cosine, linear or constant", v);
             o.schedule = (sb_schedule)s;
         } else if (cli_is(a, "--grad-checkpoint")) o.grad_checkpoint = true;
+        else if (cli_is(a, "--qlora")) qlora = true;
         else if (cli_is(a, "--eval-every")) o.eval_every = cli_long(a, cli_value(argc, argv, &i), 1, 1L << 40);
         else if (cli_is(a, "--save-every")) o.save_every = cli_long(a, cli_value(argc, argv, &i), 1, 1L << 40);
         else if (cli_is(a, "--resume")) o.resume = true;
@@ -192,6 +196,7 @@ int cmd_tune(int argc, char **argv) {
                 o.batch * o.grad_accum);
     sb_model *m = sb_model_open(model, &err);
     if (!m) cli_die("%s", err.msg);
+    if (qlora && sb_model_quantize_nf4(m, 64, true, &err) != SB_OK) cli_die("%s: NF4: %s", model, err.msg);
     sb_dataset *train = load_data(data, m, tmpl, o.max_len, dist.rank == 0), *val = NULL;
     if (valp) val = load_data(valp, m, tmpl, o.max_len, dist.rank == 0);
     else if (val_split > 0) {

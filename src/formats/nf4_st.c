@@ -156,3 +156,55 @@ done:
     if (rc != SB_OK) sb_nf4_free(q);
     return rc;
 }
+
+/* ---------------------------------------------------------- writer -- */
+
+/* The shortest %g form that reads back as the same double (Python's repr
+ * writes nested_offset the same way). */
+static void shortest(char *buf, size_t cap, double v) {
+    for (int prec = 9; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
+sb_status sb_st_writer_add_nf4(sb_st_writer *w, const char *name, const sb_nf4 *q, int64_t rows, int64_t cols,
+                               const char *dtype, char **state_json, sb_err *err) {
+    *state_json = NULL;
+    if (rows * cols != q->n) return sb_err_set(err, SB_ERR_INVALID, "tensor %s: shape does not hold %lld elements",
+                                               name, (long long)q->n);
+    char off[40] = "0", js[512];
+    if (q->nested) shortest(off, sizeof off, (double)q->offset);
+    int len = q->nested
+                  ? snprintf(js, sizeof js, "{\"quant_type\": \"nf4\", \"blocksize\": %d, \"dtype\": \"%s\", "
+                             "\"shape\": [%lld, %lld], \"nested_blocksize\": %d, \"nested_dtype\": \"float32\", "
+                             "\"nested_offset\": %s}", q->blocksize, dtype, (long long)rows, (long long)cols,
+                             q->nested_blocksize, off)
+                  : snprintf(js, sizeof js, "{\"quant_type\": \"nf4\", \"blocksize\": %d, \"dtype\": \"%s\", "
+                             "\"shape\": [%lld, %lld]}", q->blocksize, dtype, (long long)rows, (long long)cols);
+    if (len < 0 || len >= (int)sizeof js || !(*state_json = sb_strdup(js)))
+        return sb_err_set(err, SB_ERR_NOMEM, "tensor %s: quant state", name);
+    const int64_t nn = q->nested ? (q->n_blocks + q->nested_blocksize - 1) / q->nested_blocksize : 0;
+    char key[512];
+    sb_status st;
+#define ADD(suffix, type, nd, ne, data, bytes)                                                     \
+    do {                                                                                          \
+        snprintf(key, sizeof key, "%s%s", name, suffix);                                          \
+        if ((st = sb_st_writer_add(w, key, type, nd, ne, data, bytes)) != SB_OK)                  \
+            return sb_err_set(err, st, "tensor %s: cannot add to the safetensors writer", key);   \
+    } while (0)
+    const int64_t ne_w[2] = {1, (q->n + 1) / 2}, ne_b[1] = {q->n_blocks}, ne_16[1] = {16}, ne_256[1] = {256};
+    const int64_t ne_n[1] = {nn}, ne_js[1] = {len};
+    ADD("", SB_ST_U8, 2, ne_w, q->qs, (size_t)ne_w[1]);
+    if (q->nested) {
+        ADD(".absmax", SB_ST_U8, 1, ne_b, q->qabsmax, (size_t)q->n_blocks);
+        ADD(".nested_absmax", SB_F32, 1, ne_n, q->nested_absmax, (size_t)nn * 4);
+        ADD(".nested_quant_map", SB_F32, 1, ne_256, sb_nf4_dynamic_map_f, sizeof sb_nf4_dynamic_map_f);
+    } else {
+        ADD(".absmax", SB_F32, 1, ne_b, q->absmax, (size_t)q->n_blocks * 4);
+    }
+    ADD(".quant_map", SB_F32, 1, ne_16, sb_nf4_code_f, sizeof sb_nf4_code_f);
+    ADD(".quant_state.bitsandbytes__nf4", SB_ST_U8, 1, ne_js, *state_json, (size_t)len);
+#undef ADD
+    return SB_OK;
+}

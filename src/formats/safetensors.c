@@ -65,6 +65,7 @@ static const char *dtype_to_st(int type) {
     case SB_I32: return "I32";
     case SB_I16: return "I16";
     case SB_I8: return "I8";
+    case SB_ST_U8: return "U8";
     default: return NULL;
     }
 }
@@ -407,12 +408,13 @@ void sb_st_writer_free(sb_st_writer *w) {
 sb_status sb_st_writer_add(sb_st_writer *w, const char *name, int type, int n_dims, const int64_t *ne,
                            const void *data, size_t nbytes) {
     const sb_type_traits *tr = sb_type_traits_get(type);
-    if (!dtype_to_st(type) || !tr || n_dims < 0 || n_dims > 4 || !strcmp(name, "__metadata__"))
+    const size_t esize = type == SB_ST_U8 ? 1 : tr ? tr->type_size : 0;
+    if (!dtype_to_st(type) || !esize || n_dims < 0 || n_dims > 4 || !strcmp(name, "__metadata__"))
         return SB_ERR_INVALID;
     size_t nel = 1, want;
     for (int d = 0; d < n_dims; d++)
         if (ne[d] < 0 || !sb_mul_ok(nel, (size_t)ne[d], &nel)) return SB_ERR_INVALID;
-    if (!sb_mul_ok(nel, tr->type_size, &want) || want != nbytes) return SB_ERR_INVALID;
+    if (!sb_mul_ok(nel, esize, &want) || want != nbytes) return SB_ERR_INVALID;
     for (size_t i = 0; i < w->n; i++)
         if (!strcmp(w->t[i].name, name)) return SB_ERR_INVALID;
     if (w->n == w->cap) {

@@ -40,7 +40,9 @@ int64_t sb_st_find(const sb_safetensors *st, const char *name); /* -1 if absent 
 const char *sb_st_metadata(const sb_safetensors *st, const char *key);
 
 /* Writer: tensors are borrowed until write returns. Output is one file,
- * written atomically; dtype is SB_F32, SB_F16, SB_BF16 (or other plain types). */
+ * written atomically; dtype is SB_F32, SB_F16, SB_BF16 (or other plain types),
+ * or SB_ST_U8 for raw bytes stored as "U8" (bitsandbytes' packed weights). */
+#define SB_ST_U8 (-2)
 typedef struct sb_st_writer sb_st_writer;
 sb_st_writer *sb_st_writer_new(void);
 void sb_st_writer_free(sb_st_writer *w);

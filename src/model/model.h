@@ -141,5 +141,10 @@ sb_status sb_model_quantize(const sb_model *m, const char *path, const char *fty
  * embedding, norms and lm_head as they are. Weights already NF4 (a
  * bitsandbytes 4-bit checkpoint, bound at open) are left alone. */
 sb_status sb_model_quantize_nf4(sb_model *m, int blocksize, bool double_quant, sb_err *err);
+/* Writes a model quantized by sb_model_quantize_nf4 from a Hugging Face
+ * folder as a bitsandbytes 4-bit checkpoint in folder dir (model.safetensors
+ * in the layout transformers' save_pretrained uses, so transformers loads it
+ * in 4-bit; config.json with its quantization_config; tokenizer files). */
+sb_status sb_model_save_nf4(const sb_model *m, const char *dir, sb_err *err);
 
 #endif

@@ -527,8 +527,16 @@ static sb_status merge_save(sb_model *m, const sb_lora *const *ads, int n_ad, co
     sb_tensor *saved = sb_calloc((size_t)L * SB_LORA_N_MOD, sizeof *saved);
     float **bufs = sb_calloc((size_t)L * SB_LORA_N_MOD, sizeof *bufs);
     sb_status st = !saved || !bufs ? sb_err_set(err, SB_ERR_NOMEM, "out of memory") : merge_in(m, ads, n_ad, bufs, saved, err);
-    /* a merged F32 matrix is written in the source's type unless one is asked for */
-    if (st == SB_OK) st = hf ? save_hf(m, path, err) : sb_model_save_gguf(m, path, type < 0 ? m->cfg.weight_type : type, err);
+    /* a merged F32 matrix is written in the source's type unless one is asked for; GGUF has no NF4, so
+     * an NF4 base is dequantized, merged and written in f16 */
+    if (type < 0) type = m->cfg.weight_type;
+    if (st == SB_OK && m->cfg.weight_type == SB_NF4 && hf)
+        st = sb_err_set(err, SB_ERR_UNSUPPORTED, "%s: the base is NF4; merge into a GGUF (dequantized to f16)", path);
+    if (st == SB_OK && type == SB_NF4 && !hf) {
+        sb_log(SB_LOG_WARN, "%s: the base is NF4; merging dequantizes it and writes f16 (--type to choose)", path);
+        type = SB_F16;
+    }
+    if (st == SB_OK) st = hf ? save_hf(m, path, err) : sb_model_save_gguf(m, path, type, err);
     merge_out(m, bufs, saved);
     free(saved);
     free(bufs);
