@@ -653,17 +653,24 @@ static sb_status bm25(sb_store *s, const char *query, int k, const sb_search_opt
     return SB_OK;
 }
 
-int sb_rrf_fuse(const int64_t *a, int na, double wa, const int64_t *b, int nb, double wb, int64_t *out,
-                double *score) {
+/* min-max normalised score of entry i of a list (descending scores) */
+static double norm_score(const double *sc, int n, int i) {
+    double hi = sc[0], lo = sc[n - 1];
+    return hi > lo ? (sc[i] - lo) / (hi - lo) : 1.0;
+}
+
+int sb_fuse(sb_fusion f, const int64_t *a, const double *sa, int na, double wa, const int64_t *b, const double *sb,
+            int nb, double wb, int64_t *out, double *score) {
     scored *r = malloc(sizeof(scored) * (size_t)(na + nb + 1));
-    if (!r) return 0;
+    if (!r) return -1;
     int nr = 0;
-    for (int i = 0; i < na; i++) r[nr++] = (scored){a[i], wa / (60 + i + 1)};
+    for (int i = 0; i < na; i++)
+        r[nr++] = (scored){a[i], f == SB_FUSION_CONVEX ? wa * norm_score(sa, na, i) : wa / (60 + i + 1)};
     for (int i = 0; i < nb; i++) {
         int j = 0;
         while (j < nr && r[j].id != b[i]) j++;
         if (j == nr) r[nr++] = (scored){b[i], 0};
-        r[j].score += wb / (60 + i + 1);
+        r[j].score += f == SB_FUSION_CONVEX ? wb * norm_score(sb, nb, i) : wb / (60 + i + 1);
     }
     qsort(r, (size_t)nr, sizeof *r, cmp_scored);
     for (int i = 0; i < nr; i++) {
@@ -721,7 +728,7 @@ sb_status sb_store_search_opts(sb_store *s, sb_encoder *enc, const char *query, 
     int pool = k * 4 > 50 ? k * 4 : 50, want = mode == SB_SEARCH_HYBRID ? pool : o->keep_overlaps ? k : 2 * k + 8;
     scored *d = NULL, *b = NULL;
     int64_t *ids = NULL, *da = NULL, *ba = NULL;
-    double *sc = NULL;
+    double *sc = NULL, *dsc = NULL, *bsc = NULL;
     int nd = 0, nb = 0, nr = 0;
     doc_set ds = {0};
     bool filtered = has_filter(o);
@@ -734,14 +741,22 @@ sb_status sb_store_search_opts(sb_store *s, sb_encoder *enc, const char *query, 
     sc = malloc(sizeof(double) * (size_t)(nd + nb + 1));
     da = malloc(sizeof(int64_t) * (size_t)(nd + 1));
     ba = malloc(sizeof(int64_t) * (size_t)(nb + 1));
-    if (!ids || !sc || !da || !ba) {
+    dsc = malloc(sizeof(double) * (size_t)(nd + 1));
+    bsc = malloc(sizeof(double) * (size_t)(nb + 1));
+    if (!ids || !sc || !da || !ba || !dsc || !bsc) {
         st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
         goto out;
     }
-    for (int i = 0; i < nd; i++) da[i] = d[i].id;
-    for (int i = 0; i < nb; i++) ba[i] = b[i].id;
+    for (int i = 0; i < nd; i++) da[i] = d[i].id, dsc[i] = d[i].score;
+    for (int i = 0; i < nb; i++) ba[i] = b[i].id, bsc[i] = b[i].score;
     if (mode == SB_SEARCH_HYBRID) {
-        nr = sb_rrf_fuse(da, nd, o->dense_weight > 0 ? o->dense_weight : 1.0, ba, nb, 1.0, ids, sc);
+        bool convex = o->fusion == SB_FUSION_CONVEX;
+        double w = o->dense_weight > 0 ? o->dense_weight : convex ? 0.4 : 0.3;
+        nr = sb_fuse(o->fusion, da, dsc, nd, w, ba, bsc, nb, convex ? 1 - w : 1.0, ids, sc);
+        if (nr < 0) {
+            st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+            goto out;
+        }
     } else {
         const scored *l = mode == SB_SEARCH_DENSE ? d : b;
         nr = mode == SB_SEARCH_DENSE ? nd : nb;
@@ -790,6 +805,8 @@ out:
     free(sc);
     free(da);
     free(ba);
+    free(dsc);
+    free(bsc);
     free(ds.ids);
     if (st != SB_OK) {
         sb_hits_free(*hits, *n_hits);
