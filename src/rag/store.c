@@ -21,8 +21,9 @@
 #include <sys/stat.h>
 
 
+/* one transaction: a kill while creating it leaves no half schema */
 static const char *SCHEMA =
-    "PRAGMA foreign_keys=ON;"
+    "BEGIN IMMEDIATE;"
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS documents(id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL,"
     " hash TEXT NOT NULL, mtime INTEGER, size INTEGER, type TEXT, title TEXT, added INTEGER);"
@@ -35,7 +36,8 @@ static const char *SCHEMA =
     "CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN"
     " INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;"
     "CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN"
-    " INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES('delete', old.id, old.text); END;";
+    " INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES('delete', old.id, old.text); END;"
+    "COMMIT;";
 
 sb_status sb_store_db_err(sb_store *s, sb_err *err, const char *what) {
     return sb_err_set(err, SB_ERR_IO, "%s/store.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
@@ -73,6 +75,18 @@ static bool meta_set(sb_store *s, const char *key, const char *value) {
     return ok;
 }
 
+/* the schema's last object exists: the whole schema does (one transaction),
+ * and readers need not take the write lock to create it */
+static bool schema_present(sb_store *s) {
+    sqlite3_stmt *q;
+    bool found = false;
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_master WHERE name = 'chunks_ad'", -1, &q, NULL) == SQLITE_OK) {
+        found = sqlite3_step(q) == SQLITE_ROW;
+        sqlite3_finalize(q);
+    }
+    return found;
+}
+
 sb_store *sb_store_open(const char *dir, bool create, sb_err *err) {
     if (create && mkdir(dir, 0755) != 0 && errno != EEXIST) {
         sb_err_set(err, SB_ERR_IO, "%s: cannot create the store folder: %s", dir, strerror(errno));
@@ -105,7 +119,8 @@ sb_store *sb_store_open(const char *dir, bool create, sb_err *err) {
     sqlite3_busy_timeout(s->db, 10000);
     /* WAL: readers never block the writer, and a killed writer loses only its
      * open transaction. synchronous=FULL: a committed document survives power loss. */
-    if (!exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", err) || !exec(s, SCHEMA, err)) {
+    if (!exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", err) ||
+        (!schema_present(s) && !exec(s, SCHEMA, err))) {
         sb_store_close(s);
         return NULL;
     }
@@ -544,7 +559,7 @@ static int cmp_i64(const void *a, const void *b) {
 }
 
 static bool doc_allowed(const doc_set *ds, int64_t doc) {
-    return !ds || bsearch(&doc, ds->ids, ds->n, sizeof doc, cmp_i64);
+    return !ds || (ds->n && bsearch(&doc, ds->ids, ds->n, sizeof doc, cmp_i64));
 }
 
 typedef struct chunk_filter {
