@@ -1,21 +1,37 @@
 #!/usr/bin/env python3
-"""bench/ann_prepare.py OUT_DIR NQ VECTORS.jsonl...: the vectors of `sabio embed`
-(one JSON array per line, files concatenated in order) split into a base set
-and the last NQ as held-apart queries, written as OUT_DIR/base.fvec and
+"""bench/ann_prepare.py OUT_DIR NQ VECTORS[:N]...: the vectors of `sabio embed`
+(one JSON array per line; files concatenated in order; FILE:N takes its first N
+lines; a .npy file holds rows already parsed) split into a base set and the
+last NQ as held-apart queries, written as OUT_DIR/base.fvec and
 OUT_DIR/query.fvec (int32 n, int32 dim, then n*dim float32), and the exact
 top-100 neighbours of each query by cosine (numpy, float64) as
-OUT_DIR/gt.ivec (int32 nq, int32 100, then the base row numbers)."""
+OUT_DIR/gt.ivec (int32 nq, int32 100, then the base row numbers).
+bench/ann_prepare.py --npy OUT.npy VECTORS[:N]... only parses and concatenates."""
 import json, sys
 import numpy as np
 
-out, nq, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-rows = []
-for f in files:
-    with open(f) as fh:
-        for line in fh:
-            if line.strip():
-                rows.append(json.loads(line))
-x = np.asarray(rows, dtype=np.float32)
+def load(specs):
+    parts = []
+    for spec in specs:
+        f, _, limit = spec.partition(":")
+        if f.endswith(".npy"):
+            parts.append(np.load(f))
+            continue
+        rows = []
+        with open(f) as fh:
+            for line in fh:
+                if limit and len(rows) == int(limit):
+                    break
+                if line.strip():
+                    rows.append(json.loads(line))
+        parts.append(np.asarray(rows, dtype=np.float32).reshape(len(rows), -1))
+    return np.concatenate(parts)
+
+if sys.argv[1] == "--npy":
+    np.save(sys.argv[2], load(sys.argv[3:]))
+    sys.exit(0)
+out, nq = sys.argv[1], int(sys.argv[2])
+x = load(sys.argv[3:])
 base, query = x[:-nq], x[-nq:]
 
 def write(path, a, dtype):

@@ -9,7 +9,7 @@
  * (ingest first: build/sabio ingest --store STORE_DIR ../shared/assets/corpora/covid-qa/docs)
  * DUMP.jsonl receives, per question, the top-50 dense and BM25 chunks with
  * their scores and whether each contains the answer (for bench/fusion_split.py).
- * SABIO_DENSE_WEIGHT=w sets the hybrid fusion's dense weight (default: the library's).
+ * SABIO_FUSION=rrf|convex and SABIO_DENSE_WEIGHT=w set the hybrid fusion (default: the library's).
  */
 #include "rag/store.h"
 
@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "retrieval: %s\n", f ? err.msg : "cannot open the questions");
         return 1;
     }
-    const char *w = getenv("SABIO_DENSE_WEIGHT");
+    const char *w = getenv("SABIO_DENSE_WEIGHT"), *fusion = getenv("SABIO_FUSION");
     const char *names[3] = {"hybrid", "dense", "bm25"};
     int hits[3][3][3] = {{{0}}}; /* subset (all, even, odd) x mode x {1, 5, 10} */
     int n[3] = {0};
@@ -63,6 +63,7 @@ int main(int argc, char **argv) {
             int nh;
             sb_search_opts o = {.mode = (sb_search_mode)m, .k = m && dump ? 50 : 10};
             if (w) o.dense_weight = atof(w);
+            if (fusion && !strcmp(fusion, "convex")) o.fusion = SB_FUSION_CONVEX;
             if (sb_store_search_opts(s, enc, question, &o, &h, &nh, &err) != SB_OK) {
                 fprintf(stderr, "retrieval: %s\n", err.msg);
                 return 1;

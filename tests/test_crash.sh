@@ -35,6 +35,8 @@ for round in $(seq 1 20); do
   if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
   wait "$pid" 2>/dev/null
   [ -f "$store/store.db" ] || continue
+  # killed before the schema's transaction committed: nothing was stored yet
+  [ -n "$(sqlite3 "$store/store.db" "SELECT name FROM sqlite_master WHERE name='chunks_fts';")" ] || continue
   ic=$(sqlite3 "$store/store.db" "PRAGMA integrity_check;" 2>&1)
   [ "$ic" = "ok" ] && ok || bad "round $round: integrity_check: $ic"
   fts=$(sqlite3 "$store/store.db" "INSERT INTO chunks_fts(chunks_fts) VALUES('integrity-check');" 2>&1)

@@ -671,7 +671,7 @@ sb_status sb_hnsw_add_batch(sb_hnsw *h, const int64_t *labels, const float *v, i
     if (st != SB_OK) { /* undo the claimed nodes */
         for (uint32_t i = first; i < h->n; i++) free(h->upper[i]);
         h->n = first;
-        memset(h->map, 0xff, h->map_cap * sizeof *h->map);
+        if (h->map_cap) memset(h->map, 0xff, h->map_cap * sizeof *h->map);
         for (uint32_t i = 0; i < h->n; i++) map_put(h, i);
         return st;
     }
@@ -771,6 +771,7 @@ uint64_t sb_hnsw_checksum(const void *data, size_t n) { return hash_words(HASH_S
 
 static bool put(sb_afile *f, uint64_t *hsh, const void *p, size_t n) {
     static const uint8_t zero[8];
+    if (!n) return true;
     *hsh = hash_words(*hsh, p, n);
     return sb_afile_write(f, p, n) && sb_afile_write(f, zero, pad8(n) - n);
 }
@@ -875,12 +876,14 @@ sb_hnsw *sb_hnsw_load_mem(const void *data, size_t size, sb_hnsw_meta *meta, sb_
         return BAD("hnsw index: %zu bytes do not match the header (%llu nodes of dimension %u)", size,
                    (unsigned long long)hd.n, hd.dim);
     if (!reserve(h, (size_t)hd.n)) return BAD("hnsw index: out of memory for %llu nodes", (unsigned long long)hd.n);
-    memcpy(h->labels, labels, 8 * hd.n);
-    memcpy(h->level, levels, hd.n);
-    memcpy(h->deleted, deleted, hd.n);
-    memcpy(h->l0, l0, l0_bytes);
-    if (hd.rerank) memcpy(h->f32, f32, f32_bytes);
-    memset(h->locks, 0, hd.n);
+    if (hd.n) { /* (an empty index allocates nothing) */
+        memcpy(h->labels, labels, 8 * hd.n);
+        memcpy(h->level, levels, hd.n);
+        memcpy(h->deleted, deleted, hd.n);
+        memcpy(h->l0, l0, l0_bytes);
+        if (hd.rerank) memcpy(h->f32, f32, f32_bytes);
+        memset(h->locks, 0, hd.n);
+    }
     /* levels and upper links */
     uint64_t w = 0, dels = 0;
     int top = -1;
@@ -914,7 +917,7 @@ sb_hnsw *sb_hnsw_load_mem(const void *data, size_t size, sb_hnsw_meta *meta, sb_
     h->max_level = hd.max_level;
     h->entry = hd.n ? hd.entry : NONE;
     h->n_deleted = (int64_t)hd.n_deleted;
-    memset(h->map, 0xff, h->map_cap * sizeof *h->map);
+    if (h->map_cap) memset(h->map, 0xff, h->map_cap * sizeof *h->map);
     for (uint32_t i = 0; i < h->n; i++) {
         if (map_find(h, h->labels[i]) != NONE) return BAD("hnsw index: label %lld appears twice", (long long)h->labels[i]);
         map_put(h, i);

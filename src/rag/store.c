@@ -21,8 +21,9 @@
 #include <sys/stat.h>
 
 
+/* one transaction: a kill while creating it leaves no half schema */
 static const char *SCHEMA =
-    "PRAGMA foreign_keys=ON;"
+    "BEGIN IMMEDIATE;"
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS documents(id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL,"
     " hash TEXT NOT NULL, mtime INTEGER, size INTEGER, type TEXT, title TEXT, added INTEGER);"
@@ -35,7 +36,8 @@ static const char *SCHEMA =
     "CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN"
     " INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;"
     "CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN"
-    " INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES('delete', old.id, old.text); END;";
+    " INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES('delete', old.id, old.text); END;"
+    "COMMIT;";
 
 sb_status sb_store_db_err(sb_store *s, sb_err *err, const char *what) {
     return sb_err_set(err, SB_ERR_IO, "%s/store.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
@@ -73,6 +75,18 @@ static bool meta_set(sb_store *s, const char *key, const char *value) {
     return ok;
 }
 
+/* the schema's last object exists: the whole schema does (one transaction),
+ * and readers need not take the write lock to create it */
+static bool schema_present(sb_store *s) {
+    sqlite3_stmt *q;
+    bool found = false;
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_master WHERE name = 'chunks_ad'", -1, &q, NULL) == SQLITE_OK) {
+        found = sqlite3_step(q) == SQLITE_ROW;
+        sqlite3_finalize(q);
+    }
+    return found;
+}
+
 sb_store *sb_store_open(const char *dir, bool create, sb_err *err) {
     if (create && mkdir(dir, 0755) != 0 && errno != EEXIST) {
         sb_err_set(err, SB_ERR_IO, "%s: cannot create the store folder: %s", dir, strerror(errno));
@@ -105,7 +119,8 @@ sb_store *sb_store_open(const char *dir, bool create, sb_err *err) {
     sqlite3_busy_timeout(s->db, 10000);
     /* WAL: readers never block the writer, and a killed writer loses only its
      * open transaction. synchronous=FULL: a committed document survives power loss. */
-    if (!exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", err) || !exec(s, SCHEMA, err)) {
+    if (!exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", err) ||
+        (!schema_present(s) && !exec(s, SCHEMA, err))) {
         sb_store_close(s);
         return NULL;
     }
@@ -544,7 +559,7 @@ static int cmp_i64(const void *a, const void *b) {
 }
 
 static bool doc_allowed(const doc_set *ds, int64_t doc) {
-    return !ds || bsearch(&doc, ds->ids, ds->n, sizeof doc, cmp_i64);
+    return !ds || (ds->n && bsearch(&doc, ds->ids, ds->n, sizeof doc, cmp_i64));
 }
 
 typedef struct chunk_filter {
@@ -653,17 +668,24 @@ static sb_status bm25(sb_store *s, const char *query, int k, const sb_search_opt
     return SB_OK;
 }
 
-int sb_rrf_fuse(const int64_t *a, int na, double wa, const int64_t *b, int nb, double wb, int64_t *out,
-                double *score) {
+/* min-max normalised score of entry i of a list (descending scores) */
+static double norm_score(const double *sc, int n, int i) {
+    double hi = sc[0], lo = sc[n - 1];
+    return hi > lo ? (sc[i] - lo) / (hi - lo) : 1.0;
+}
+
+int sb_fuse(sb_fusion f, const int64_t *a, const double *sa, int na, double wa, const int64_t *b, const double *sb,
+            int nb, double wb, int64_t *out, double *score) {
     scored *r = malloc(sizeof(scored) * (size_t)(na + nb + 1));
-    if (!r) return 0;
+    if (!r) return -1;
     int nr = 0;
-    for (int i = 0; i < na; i++) r[nr++] = (scored){a[i], wa / (60 + i + 1)};
+    for (int i = 0; i < na; i++)
+        r[nr++] = (scored){a[i], f == SB_FUSION_CONVEX ? wa * norm_score(sa, na, i) : wa / (60 + i + 1)};
     for (int i = 0; i < nb; i++) {
         int j = 0;
         while (j < nr && r[j].id != b[i]) j++;
         if (j == nr) r[nr++] = (scored){b[i], 0};
-        r[j].score += wb / (60 + i + 1);
+        r[j].score += f == SB_FUSION_CONVEX ? wb * norm_score(sb, nb, i) : wb / (60 + i + 1);
     }
     qsort(r, (size_t)nr, sizeof *r, cmp_scored);
     for (int i = 0; i < nr; i++) {
@@ -749,7 +771,7 @@ sb_status sb_store_search_opts(sb_store *s, sb_encoder *enc, const char *query, 
     int pool = k * 4 > 50 ? k * 4 : 50, want = mode == SB_SEARCH_HYBRID ? pool : o->keep_overlaps ? k : 2 * k + 8;
     scored *d = NULL, *b = NULL;
     int64_t *ids = NULL, *da = NULL, *ba = NULL;
-    double *sc = NULL;
+    double *sc = NULL, *dsc = NULL, *bsc = NULL;
     int nd = 0, nb = 0, nr = 0;
     doc_set ds = {0};
     bool filtered = has_filter(o);
@@ -762,14 +784,22 @@ sb_status sb_store_search_opts(sb_store *s, sb_encoder *enc, const char *query, 
     sc = malloc(sizeof(double) * (size_t)(nd + nb + 1));
     da = malloc(sizeof(int64_t) * (size_t)(nd + 1));
     ba = malloc(sizeof(int64_t) * (size_t)(nb + 1));
-    if (!ids || !sc || !da || !ba) {
+    dsc = malloc(sizeof(double) * (size_t)(nd + 1));
+    bsc = malloc(sizeof(double) * (size_t)(nb + 1));
+    if (!ids || !sc || !da || !ba || !dsc || !bsc) {
         st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
         goto out;
     }
-    for (int i = 0; i < nd; i++) da[i] = d[i].id;
-    for (int i = 0; i < nb; i++) ba[i] = b[i].id;
+    for (int i = 0; i < nd; i++) da[i] = d[i].id, dsc[i] = d[i].score;
+    for (int i = 0; i < nb; i++) ba[i] = b[i].id, bsc[i] = b[i].score;
     if (mode == SB_SEARCH_HYBRID) {
-        nr = sb_rrf_fuse(da, nd, o->dense_weight > 0 ? o->dense_weight : 1.0, ba, nb, 1.0, ids, sc);
+        bool convex = o->fusion == SB_FUSION_CONVEX;
+        double w = o->dense_weight > 0 ? o->dense_weight : convex ? 0.4 : 0.3;
+        nr = sb_fuse(o->fusion, da, dsc, nd, w, ba, bsc, nb, convex ? 1 - w : 1.0, ids, sc);
+        if (nr < 0) {
+            st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+            goto out;
+        }
     } else {
         const scored *l = mode == SB_SEARCH_DENSE ? d : b;
         nr = mode == SB_SEARCH_DENSE ? nd : nb;
@@ -818,6 +848,8 @@ out:
     free(sc);
     free(da);
     free(ba);
+    free(dsc);
+    free(bsc);
     free(ds.ids);
     if (st != SB_OK) {
         sb_hits_free(*hits, *n_hits);
