@@ -5,6 +5,7 @@
 #include "cli/cli.h"
 #include "serve/serve.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 int cmd_serve(int argc, char **argv) {
@@ -71,5 +72,7 @@ int cmd_serve(int argc, char **argv) {
     }
     if (!o.model) cli_die("serve: no model given (-m PATH)");
     if (o.n_predict > o.max_tokens) o.n_predict = o.max_tokens;
-    return sv_serve(&o);
+    int rc = sv_serve(&o);
+    for (int i = 0; i < o.n_stores; i++) free((char *)o.store_names[i]);
+    return rc;
 }

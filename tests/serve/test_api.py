@@ -117,4 +117,5 @@ t.check(st == 200 and json.loads(body)["status"] == "ok", f"health without a key
 st, body, _ = srv.get("/", auth=False)
 t.check(st == 200 and b"<title>sabio</title>" in body, "the page is served at /")
 t.check(srv.proc.poll() is None, "server still running")
+srv.finish(t)
 t.end()

@@ -76,4 +76,5 @@ except Exception as e:  # noqa: BLE001
     t.check(False, f"page test stopped: {e!r}; server log: {srv.log_text()[-800:]}")
 finally:
     drv.quit()
+srv.finish(t)
 t.end()
