@@ -56,7 +56,7 @@ static const int64_t lens[] = {37, 32, 96, 256, 576, 768, 1536, 3072};
 #define ROWS 7
 
 static void float_kernels(void) {
-    const int types[] = {SB_F32, SB_F16, SB_Q8_0, SB_Q4_0, SB_Q4_1, SB_Q4_K, SB_Q6_K};
+    const int types[] = {SB_F32, SB_F16, SB_BF16, SB_Q8_0, SB_Q4_0, SB_Q4_1, SB_Q4_K, SB_Q6_K};
     int tested = 0;
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         int type = types[k];
@@ -97,7 +97,7 @@ static void float_kernels(void) {
         }
     }
     if (!getenv("SABIO_KERNELS") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        CHECK(tested == 7, "this CPU has AVX2+FMA: all seven float kernels must be tested (%d)", tested);
+        CHECK(tested == 8, "this CPU has AVX2+FMA: all eight float kernels must be tested (%d)", tested);
 }
 
 /* the dequantized activations x^ and the per-element half step dx_b / 2 */

@@ -20,6 +20,7 @@ const char *sb_kernels_isa(void);
 
 float sb_dot_f32_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_f16_avx2(const void *row, const float *x, int64_t n);
+float sb_dot_bf16_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q8_0_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q4_0_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q4_1_avx2(const void *row, const float *x, int64_t n);

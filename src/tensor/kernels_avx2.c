@@ -57,6 +57,28 @@ float sb_dot_f16_avx2(const void *row, const float *x, int64_t n) {
     return s;
 }
 
+/* BF16: the upper half of an f32, widened by a 16-bit shift */
+static inline __m256 bf16_to_ps(const uint8_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+float sb_dot_bf16_avx2(const void *row, const float *x, int64_t n) {
+    const uint8_t *a = row;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(bf16_to_ps(a + 2 * i), _mm256_loadu_ps(x + i), s0);
+        s1 = _mm256_fmadd_ps(bf16_to_ps(a + 2 * i + 16), _mm256_loadu_ps(x + i + 8), s1);
+    }
+    float s = hsum(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, a + 2 * i, 2);
+        s += sb_bf16_to_f32(h) * x[i];
+    }
+    return s;
+}
+
 /* Q8_0 {f16 d; i8 q[32]}: sum over blocks of d * sum(q * x) */
 float sb_dot_q8_0_avx2(const void *row, const float *x, int64_t n) {
     const uint8_t *b = row;

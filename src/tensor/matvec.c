@@ -83,6 +83,7 @@ sb_row_dot_fn sb_row_dot_for(int type) {
     switch (type) {
     case SB_F32: return sb_dot_f32_avx2;
     case SB_F16: return sb_dot_f16_avx2;
+    case SB_BF16: return sb_dot_bf16_avx2;
     case SB_Q8_0: return sb_dot_q8_0_avx2;
     case SB_Q4_0: return sb_dot_q4_0_avx2;
     case SB_Q4_1: return sb_dot_q4_1_avx2;
