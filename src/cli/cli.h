@@ -27,6 +27,18 @@ double cli_double(const char *opt, const char *v, double lo, double hi);
 bool cli_parse_sampling(int argc, char **argv, int *i, sb_sampler_params *p);
 extern const char cli_sampling_help[];
 
+/* LoRA adapters given with --lora FILE / --lora-scaled FILE SCALE (llama.cpp's
+ * flags); loaded and attached to a context, freed at exit. */
+typedef struct cli_adapters {
+    const char *path[8];
+    float scale[8];
+    int n;
+} cli_adapters;
+bool cli_parse_lora(int argc, char **argv, int *i, cli_adapters *a);
+struct sb_model;
+struct sb_ctx;
+void cli_adapters_attach(const cli_adapters *a, const struct sb_model *m, struct sb_ctx *c);
+
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
@@ -42,5 +54,7 @@ int cmd_pull(int argc, char **argv);
 
 /* The identity of an embedding model recorded in a store: its folder's name. */
 char *cli_model_id(const char *path);
+int cmd_tune(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 
 #endif

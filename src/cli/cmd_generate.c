@@ -17,6 +17,7 @@ typedef struct gen_opts {
     const char *stop[16];
     int n_stop;
     sb_sampler_params sampling;
+    cli_adapters lora; /* --lora, --lora-scaled */
 } gen_opts;
 
 static const char gen_help[] =
@@ -27,7 +28,9 @@ static const char gen_help[] =
     "  -r, --reverse-prompt S  stop when S is generated (repeatable)\n"
     "  -e, --escape            process \\n, \\t, \\\\ escapes in the prompt\n"
     "  --ignore-eos            keep generating past end-of-text tokens\n"
-    "  --verbose               print timings and token counts to stderr\n";
+    "  --verbose               print timings and token counts to stderr\n"
+    "  --lora FILE             apply a LoRA adapter (PEFT folder or GGUF LoRA; repeatable)\n"
+    "  --lora-scaled FILE S    apply a LoRA adapter scaled by S (repeatable)\n";
 
 static void unescape(char *s) {
     char *w = s;
@@ -56,6 +59,7 @@ static bool parse_common(int argc, char **argv, int *i, gen_opts *o) {
     else if (cli_is(a, "--ignore-eos")) o->ignore_eos = true;
     else if (cli_is(a, "--verbose,-v")) o->verbose = true;
     else if (cli_parse_sampling(argc, argv, i, &o->sampling)) {}
+    else if (cli_parse_lora(argc, argv, i, &o->lora)) {}
     else return false;
     return true;
 }
@@ -147,6 +151,7 @@ int cmd_generate(int argc, char **argv) {
     sb_session *s = sb_session_new(m, ctx_size(m, o.n_ctx), &err);
     if (!s) cli_die("%s", err.msg);
     if (o.threads && sb_ctx_set_threads(sb_session_ctx(s), o.threads, &err) != SB_OK) cli_die("%s", err.msg);
+    cli_adapters_attach(&o.lora, m, sb_session_ctx(s));
     fputs(prompt, stdout);
     fflush(stdout);
     sb_gen_params gp = gen_params(&o);
@@ -218,6 +223,7 @@ int cmd_chat(int argc, char **argv) {
     sb_session *s = sb_session_new(m, ctx_size(m, o.n_ctx), &err);
     if (!s) cli_die("%s", err.msg);
     if (o.threads && sb_ctx_set_threads(sb_session_ctx(s), o.threads, &err) != SB_OK) cli_die("%s", err.msg);
+    cli_adapters_attach(&o.lora, m, sb_session_ctx(s));
 
     /* The conversation; contents are heap strings owned here. */
     sb_chat_msg *msgs = NULL;

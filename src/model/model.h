@@ -90,6 +90,12 @@ sb_status sb_ctx_set_threads(sb_ctx *c, int n_threads, sb_err *err);
  * true if the environment has SABIO_EXACT=1. The lm_head, prompt batches and
  * F32/F16/BF16 weights always use float activations. */
 void sb_ctx_set_exact(sb_ctx *c, bool exact);
+/* LoRA adapters (model/lora.h) added to every projection without merging,
+ * each with its own scale; borrowed (they must outlive the context's use).
+ * Replaces the previous set; n = 0 removes them. */
+#define SB_CTX_MAX_ADAPTERS 8
+struct sb_lora;
+sb_status sb_ctx_set_adapters(sb_ctx *c, const struct sb_lora *const *adapters, int n, sb_err *err);
 /* Keeps the first n_keep cached positions (clamped to 0..n_past). */
 void sb_ctx_truncate(sb_ctx *c, int n_keep);
 

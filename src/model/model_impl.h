@@ -55,6 +55,11 @@ sb_status sb_config_from_hf(sb_model *m, const char *config_json_path, sb_err *e
  * n_rot even and <= head_dim). */
 sb_status sb_config_check(const sb_model_config *c, sb_err *err);
 
+/* llama.cpp's Q/K row permutation for interleaved RoPE (convert.c): row r of
+ * the permuted matrix is row sb_rope_perm_src_row(r, head_dim) of the
+ * Hugging Face (rotate_half) one. */
+int64_t sb_rope_perm_src_row(int64_t r, int head_dim);
+
 /* GGUF file_type value (llama.cpp's LlamaFileType) for a tensor type, -1 if none. */
 int sb_gguf_file_type_of(int type);
 

@@ -7,11 +7,33 @@
 
 #include <math.h>
 
-void sb_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+float sb_rmsnorm_rstd(const float *x, int n, float eps) {
     double ss = 0.0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float scale = (float)(1.0 / sqrt(ss / n + (double)eps));
+    return (float)(1.0 / sqrt(ss / n + (double)eps));
+}
+
+void sb_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    float scale = sb_rmsnorm_rstd(x, n, eps);
     for (int i = 0; i < n; i++) out[i] = w[i] * (x[i] * scale);
+}
+
+void sb_rmsnorm_backward(float *dx, const float *dy, const float *x, const float *w, float rstd, int n) {
+    /* y = w * x * r, r = (mean(x^2) + eps)^-1/2:
+     * dx_i = r * w_i dy_i - x_i * r^3 / n * sum_j w_j dy_j x_j */
+    double dot = 0.0;
+    for (int i = 0; i < n; i++) dot += (double)w[i] * dy[i] * x[i];
+    const float c = (float)(dot * rstd * rstd * rstd / n);
+    for (int i = 0; i < n; i++) dx[i] += rstd * w[i] * dy[i] - x[i] * c;
+}
+
+void sb_rope_inv_freq(float *inv_freq, int n_rot, float theta, const float *factor) {
+    for (int i = 0; i < n_rot / 2; i++) {
+        float expo = (float)(2 * i) / (float)n_rot;
+        float base_pow = (float)pow((double)theta, (double)expo);
+        float denom = factor ? factor[i] * base_pow : base_pow;
+        inv_freq[i] = 1.0f / denom;
+    }
 }
 
 void sb_rope_table(float *cos_out, float *sin_out, const float *inv_freq, int n_rot, int pos,
@@ -58,6 +80,15 @@ void sb_swiglu(float *out, const float *gate, const float *up, int n) {
     for (int i = 0; i < n; i++) {
         float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void sb_swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i++) {
+        /* d silu(g)/dg = sig(g) (1 + g (1 - sig(g))) */
+        float g = gate[i], sig = 1.0f / (1.0f + expf(-g));
+        dgate[i] = dh[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+        dup[i] = dh[i] * g * sig;
     }
 }
 

@@ -20,6 +20,16 @@
  * of squares is accumulated in double so the result does not depend on the
  * summation order within f32 rounding. */
 void sb_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+/* The factor r = 1 / sqrt(mean(x^2) + eps) sb_rmsnorm multiplies by. */
+float sb_rmsnorm_rstd(const float *x, int n, float eps);
+/* Backward of sb_rmsnorm (w frozen): dx += d(out)/dx^T dy, given the row's
+ * rstd from sb_rmsnorm_rstd. dx must not alias dy or x. */
+void sb_rmsnorm_backward(float *dx, const float *dy, const float *x, const float *w, float rstd, int n);
+
+/* inv_freq[i] = 1 / (factor[i] * theta^(2i/n_rot)) for i < n_rot/2, in f32 in
+ * the order transformers evaluates it (_compute_default_rope_parameters /
+ * _compute_longrope_parameters); factor NULL means 1. */
+void sb_rope_inv_freq(float *inv_freq, int n_rot, float theta, const float *factor);
 
 /* Rotary tables for one position: for pair i in [0, n_rot/2),
  * angle = pos * inv_freq[i], cos_out[i] = cos(angle) * mscale, sin likewise.
@@ -40,6 +50,9 @@ void sb_softmax(float *x, int n);
 
 /* out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)). out may be gate or up. */
 void sb_swiglu(float *out, const float *gate, const float *up, int n);
+
+/* Backward of sb_swiglu: dgate = dh * up * silu'(gate), dup = dh * silu(gate). */
+void sb_swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, int n);
 
 /* y[i] += x[i] */
 void sb_add(float *y, const float *x, int n);

@@ -1,0 +1,530 @@
+/*
+ * backward.c - the decoder's training forward pass and its backward pass for
+ * the LoRA parameters (train.h), in the order of transformers'
+ * Phi3DecoderLayer / LlamaDecoderLayer with PEFT's lora.Linear on the
+ * adapted projections. Base weights are read only through frozen.h.
+ *
+ * Every layer's input is kept (x_layer); the rest of a layer's activations
+ * are kept per layer, or, with gradient checkpointing, in one set that the
+ * backward pass refills by running the layer again from its input.
+ *
+ * Letters as in train.h: N rows of a micro-batch, D, V, Hq, Hkv, Hd, F, r.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_impl.h"
+#include "tensor/matvec.h"
+#include "tensor/ops.h"
+#include "train/frozen.h"
+#include "train/train.h"
+
+typedef struct layer_acts {
+    float *rstd1;  /* (N) input_layernorm's 1/rms */
+    float *xn1;    /* (N, D) input_layernorm(x) */
+    float *qkv;    /* (N, Wqkv) q | k after RoPE, v */
+    float *P;      /* per sequence s: (Hq, T_s, T_s) softmax weights, sequences one after another */
+    float *att;    /* (N, Hq*Hd) attention output */
+    float *x2;     /* (N, D) x + o_proj(att) */
+    float *rstd2;  /* (N) */
+    float *xn2;    /* (N, D) post_attention_layernorm(x2) */
+    float *gu;     /* (N, 2F) gate | up */
+    float *h;      /* (N, F) silu(gate) * up */
+    float *u[SB_LORA_N_MOD]; /* (N, r) dropout(x) A^T of each adapted module */
+} layer_acts;
+
+struct sb_train_ws {
+    const sb_model *m;
+    sb_lora *lora;
+    int max_rows, max_seq;
+    bool checkpoint;
+    int n_sets;         /* activation sets: n_layer, or 1 with checkpointing */
+    layer_acts *acts;   /* (n_sets) */
+    float *x_layer;     /* (L + 1, N, D) input of each layer, then the last layer's output */
+    float *xf;          /* (N, D) model.norm(x) */
+    float *rstdf;       /* (N) */
+    float *logits;      /* (N, V) logits, then their gradient */
+    int32_t *rows;      /* (N) rows whose logits are computed */
+    float *cos_t, *sin_t, *nsin_t; /* (max_seq, n_rot/2) RoPE tables, nsin = -sin */
+    float *inv_freq;    /* (n_rot/2) */
+    /* backward scratch */
+    float *dx;          /* (N, D) gradient of the residual stream */
+    float *dxn;         /* (N, D) */
+    float *dqkv;        /* (N, Wqkv) */
+    float *datt;        /* (N, Hq*Hd) */
+    float *dgu;         /* (N, 2F) */
+    float *dh;          /* (N, F) */
+    float *dP;          /* (max_seq, max_seq) one head */
+    float *du;          /* (N, r) */
+    float *xd;          /* (N, max width) dropout(x) of one module */
+    float *tmp;         /* (N, max width) */
+    float *tile;        /* (SB_FROZEN_TILE, max width) dequantized weight rows */
+    /* the current call */
+    const sb_batch *b;
+    int N;
+    uint64_t drop_seed;
+    bool dropout_on;
+    size_t bytes;
+    void *slab;
+};
+
+/* ------------------------------------------------------------ workspace -- */
+
+static int qkv_width(const sb_model_config *p) { return (p->n_head + 2 * p->n_head_kv) * p->head_dim; }
+
+sb_train_ws *sb_train_ws_new(const sb_model *m, sb_lora *lora, int max_rows, int max_seq, bool checkpoint,
+                             sb_err *err) {
+    const sb_model_config *p = &m->cfg;
+    if (max_seq < 1 || max_seq > p->n_ctx_train || max_rows < max_seq) {
+        sb_err_set(err, SB_ERR_RANGE, "training sequence length %d is not in 1..%d (rows %d)", max_seq,
+                   p->n_ctx_train, max_rows);
+        return NULL;
+    }
+    const size_t N = (size_t)max_rows, D = (size_t)p->n_embd, V = (size_t)p->n_vocab, F = (size_t)p->n_ff;
+    const size_t nq = (size_t)p->n_head * p->head_dim, Wqkv = (size_t)qkv_width(p), R = (size_t)p->n_rot / 2;
+    const size_t r = (size_t)lora->cfg.r, T = (size_t)max_seq, L = (size_t)p->n_layer;
+    size_t W = D > nq ? D : nq;
+    if (2 * F > W) W = 2 * F;
+    if (Wqkv > W) W = Wqkv;
+    const int n_sets = checkpoint ? 1 : p->n_layer;
+    unsigned mods = 0;
+    for (int i = 0; i < SB_LORA_N_MOD; i++)
+        if (lora->mats[i].A) mods |= 1u << i; /* layer 0 holds the pattern of every layer */
+    const size_t per_set = 2 * N + 2 * N * D + N * Wqkv + (size_t)p->n_head * T * N + N * nq + N * D + N * 2 * F +
+                           N * F + (size_t)__builtin_popcount(mods) * N * r;
+    const size_t total = (size_t)n_sets * per_set + (L + 1) * N * D + N * D + N + N * V + 3 * T * R + R +
+                         2 * N * D + N * Wqkv + N * nq + N * 2 * F + N * F + T * T + N * r + 2 * N * W +
+                         (size_t)SB_FROZEN_TILE * W;
+    sb_train_ws *ws = sb_calloc(1, sizeof *ws);
+    float *s = sb_calloc(total, sizeof(float));
+    layer_acts *acts = sb_calloc((size_t)n_sets, sizeof *acts);
+    int32_t *rows = sb_calloc(N, sizeof(int32_t));
+    if (!ws || !s || !acts || !rows) {
+        free(ws), free(s), free(acts), free(rows);
+        sb_err_set(err, SB_ERR_NOMEM, "out of memory for the training activations (%.1f MiB)",
+                   (double)total * 4 / (1 << 20));
+        return NULL;
+    }
+    ws->m = m, ws->lora = lora, ws->max_rows = max_rows, ws->max_seq = max_seq, ws->checkpoint = checkpoint;
+    ws->n_sets = n_sets, ws->acts = acts, ws->rows = rows, ws->slab = s;
+    ws->bytes = total * sizeof(float);
+    for (int k = 0; k < n_sets; k++) {
+        layer_acts *a = &acts[k];
+        a->rstd1 = s, s += N;
+        a->rstd2 = s, s += N;
+        a->xn1 = s, s += N * D;
+        a->xn2 = s, s += N * D;
+        a->qkv = s, s += N * Wqkv;
+        a->P = s, s += (size_t)p->n_head * T * N;
+        a->att = s, s += N * nq;
+        a->x2 = s, s += N * D;
+        a->gu = s, s += N * 2 * F;
+        a->h = s, s += N * F;
+        for (int i = 0; i < SB_LORA_N_MOD; i++)
+            if (mods & 1u << i) a->u[i] = s, s += N * r;
+    }
+    ws->x_layer = s, s += (L + 1) * N * D;
+    ws->xf = s, s += N * D;
+    ws->rstdf = s, s += N;
+    ws->logits = s, s += N * V;
+    ws->cos_t = s, s += T * R;
+    ws->sin_t = s, s += T * R;
+    ws->nsin_t = s, s += T * R;
+    ws->inv_freq = s, s += R;
+    ws->dx = s, s += N * D;
+    ws->dxn = s, s += N * D;
+    ws->dqkv = s, s += N * Wqkv;
+    ws->datt = s, s += N * nq;
+    ws->dgu = s, s += N * 2 * F;
+    ws->dh = s, s += N * F;
+    ws->dP = s, s += T * T;
+    ws->du = s, s += N * r;
+    ws->xd = s, s += N * W;
+    ws->tmp = s, s += N * W;
+    ws->tile = s;
+    return ws;
+}
+
+void sb_train_ws_free(sb_train_ws *ws) {
+    if (!ws) return;
+    free(ws->slab);
+    free(ws->acts);
+    free(ws->rows);
+    free(ws);
+}
+
+size_t sb_train_ws_bytes(const sb_train_ws *ws) { return ws->bytes; }
+
+/* ------------------------------------------------- LoRA-adapted linear -- */
+
+/* PEFT's lora_dropout(x) (nn.Dropout: zero with probability p, else x / (1-p))
+ * into ws->xd; the mask of (layer, module, row, column) comes from the
+ * call's seed, so the recomputation of checkpointing draws the same one. */
+static uint64_t dropout_seed(const sb_train_ws *ws, int layer, int mod) {
+    return sb_rng_at(ws->drop_seed, (uint64_t)layer * SB_LORA_N_MOD + (uint64_t)mod);
+}
+
+static const float *dropout_in(sb_train_ws *ws, int layer, int mod, const float *x, int n_in) {
+    const float p = ws->lora->cfg.dropout;
+    if (!ws->dropout_on || p <= 0) return x;
+    const float keep = 1.0f / (1.0f - p);
+    const uint64_t seed = dropout_seed(ws, layer, mod);
+    for (size_t i = 0; i < (size_t)ws->N * (size_t)n_in; i++)
+        ws->xd[i] = sb_rng_unit(sb_rng_at(seed, i)) < p ? 0.0f : x[i] * keep;
+    return ws->xd;
+}
+
+/* y[:, 0:n_out] = x W^T + scale * (dropout(x) A^T) B^T, keeping u = dropout(x) A^T.
+ * x (N, n_in) dense; y has row stride ldy. */
+static void linear_fwd(sb_train_ws *ws, const sb_tensor *w, int layer, int mod, const float *x, float *y, int ldy,
+                       layer_acts *a) {
+    const int N = ws->N, n_in = (int)w->ne[0], n_out = (int)w->ne[1];
+    sb_frozen_matmul(w, x, n_in, N, y, ldy, 0.0f, ws->tile);
+    const sb_lora_mat *lm = &ws->lora->mats[(size_t)layer * SB_LORA_N_MOD + mod];
+    if (!lm->A) return;
+    const int r = ws->lora->cfg.r;
+    const float *xd = dropout_in(ws, layer, mod, x, n_in);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, n_in, 1.0f, xd, n_in, lm->A, n_in, 0.0f, a->u[mod], r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, n_out, r, ws->lora->scale, a->u[mod], r, lm->B, r, 1.0f,
+                y, ldy);
+}
+
+/* Backward of linear_fwd for dy (N, n_out, stride lddy): dB += scale dy^T u,
+ * du = scale dy B, dA += du^T dropout(x), dx (+)= dy W + dropout'(du A).
+ * beta 0 writes dx, 1 adds to it. */
+static void linear_bwd(sb_train_ws *ws, const sb_tensor *w, int layer, int mod, const float *x, const float *dy,
+                       int lddy, float *dx, float beta, layer_acts *a) {
+    const int N = ws->N, n_in = (int)w->ne[0], n_out = (int)w->ne[1];
+    sb_frozen_matmul_t(w, dy, lddy, N, dx, n_in, beta, ws->tile);
+    sb_lora_mat *lm = &ws->lora->mats[(size_t)layer * SB_LORA_N_MOD + mod];
+    if (!lm->A) return;
+    const int r = ws->lora->cfg.r;
+    const float s = ws->lora->scale;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, r, N, s, dy, lddy, a->u[mod], r, 1.0f, lm->dB, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, n_out, s, dy, lddy, lm->B, r, 0.0f, ws->du, r);
+    const float *xd = dropout_in(ws, layer, mod, x, n_in);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, n_in, N, 1.0f, ws->du, r, xd, n_in, 1.0f, lm->dA, n_in);
+    if (xd == x) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, r, 1.0f, ws->du, r, lm->A, n_in, 1.0f, dx,
+                    n_in);
+        return;
+    }
+    /* dropout backward: the same mask and 1/(1-p) (xd is x masked and scaled) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, r, 1.0f, ws->du, r, lm->A, n_in, 0.0f, ws->tmp,
+                n_in);
+    const float p = ws->lora->cfg.dropout, keep = 1.0f / (1.0f - p);
+    const uint64_t seed = dropout_seed(ws, layer, mod);
+    for (size_t i = 0; i < (size_t)N * (size_t)n_in; i++)
+        if (sb_rng_unit(sb_rng_at(seed, i)) >= p) dx[i] += ws->tmp[i] * keep;
+}
+
+/* The fused q|k|v (or gate|up) projection as PEFT sees it: one module for
+ * phi3, three (two) for llama writing column ranges of the same rows. */
+static void qkv_fwd(sb_train_ws *ws, const sb_layer *L, int l, const float *x, float *y, layer_acts *a) {
+    const sb_model_config *p = &ws->m->cfg;
+    const int W = qkv_width(p), nq = p->n_head * p->head_dim, nkv = p->n_head_kv * p->head_dim;
+    if (p->fused_qkv) {
+        linear_fwd(ws, &L->wqkv, l, SB_LORA_QKV, x, y, W, a);
+    } else {
+        linear_fwd(ws, &L->wq, l, SB_LORA_Q, x, y, W, a);
+        linear_fwd(ws, &L->wk, l, SB_LORA_K, x, y + nq, W, a);
+        linear_fwd(ws, &L->wv, l, SB_LORA_V, x, y + nq + nkv, W, a);
+    }
+}
+
+static void qkv_bwd(sb_train_ws *ws, const sb_layer *L, int l, const float *x, const float *dy, float *dx,
+                    layer_acts *a) {
+    const sb_model_config *p = &ws->m->cfg;
+    const int W = qkv_width(p), nq = p->n_head * p->head_dim, nkv = p->n_head_kv * p->head_dim;
+    if (p->fused_qkv) {
+        linear_bwd(ws, &L->wqkv, l, SB_LORA_QKV, x, dy, W, dx, 0.0f, a);
+    } else {
+        linear_bwd(ws, &L->wq, l, SB_LORA_Q, x, dy, W, dx, 0.0f, a);
+        linear_bwd(ws, &L->wk, l, SB_LORA_K, x, dy + nq, W, dx, 1.0f, a);
+        linear_bwd(ws, &L->wv, l, SB_LORA_V, x, dy + nq + nkv, W, dx, 1.0f, a);
+    }
+}
+
+static void gate_up_fwd(sb_train_ws *ws, const sb_layer *L, int l, const float *x, float *y, layer_acts *a) {
+    const int F = ws->m->cfg.n_ff;
+    if (ws->m->cfg.fused_gate_up) {
+        linear_fwd(ws, &L->w_gate_up, l, SB_LORA_GATE_UP, x, y, 2 * F, a);
+    } else {
+        linear_fwd(ws, &L->w_gate, l, SB_LORA_GATE, x, y, 2 * F, a);
+        linear_fwd(ws, &L->w_up, l, SB_LORA_UP, x, y + F, 2 * F, a);
+    }
+}
+
+static void gate_up_bwd(sb_train_ws *ws, const sb_layer *L, int l, const float *x, const float *dy, float *dx,
+                        layer_acts *a) {
+    const int F = ws->m->cfg.n_ff;
+    if (ws->m->cfg.fused_gate_up) {
+        linear_bwd(ws, &L->w_gate_up, l, SB_LORA_GATE_UP, x, dy, 2 * F, dx, 0.0f, a);
+    } else {
+        linear_bwd(ws, &L->w_gate, l, SB_LORA_GATE, x, dy, 2 * F, dx, 0.0f, a);
+        linear_bwd(ws, &L->w_up, l, SB_LORA_UP, x, dy + F, 2 * F, dx, 1.0f, a);
+    }
+}
+
+/* ------------------------------------------------------------ attention -- */
+
+/* Offset of sequence s's weights in P: Hq * sum of T^2 before it. */
+static size_t p_offset(const sb_train_ws *ws, int s) {
+    size_t off = 0;
+    for (int i = 0; i < s; i++) off += (size_t)ws->b->seq_len[i] * (size_t)ws->b->seq_len[i];
+    return off * (size_t)ws->m->cfg.n_head;
+}
+
+/* attn = softmax(q k^T * head_dim^-0.5 + causal/sliding mask) v per
+ * sequence and head; query head h reads kv head h / n_rep (repeat_kv). */
+static void attention_fwd(sb_train_ws *ws, layer_acts *a) {
+    const sb_model_config *p = &ws->m->cfg;
+    const int Hd = p->head_dim, nq = p->n_head * Hd, nkv = p->n_head_kv * Hd, W = qkv_width(p);
+    const int n_rep = p->n_head / p->n_head_kv, win = p->sliding_window;
+    const float scale = (float)(1.0 / sqrt((double)Hd));
+    size_t row0 = 0;
+    for (int s = 0; s < ws->b->n_seq; s++) {
+        const int T = ws->b->seq_len[s];
+        const float *q = a->qkv + row0 * W, *k = q + nq, *v = q + nq + nkv;
+        float *P = a->P + p_offset(ws, s);
+        for (int h = 0; h < p->n_head; h++) {
+            float *Ph = P + (size_t)h * T * T;
+            const int g = h / n_rep;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Hd, scale, q + h * Hd, W, k + g * Hd, W, 0.0f,
+                        Ph, T);
+            for (int t = 0; t < T; t++) {
+                float *row = Ph + (size_t)t * T;
+                int t0 = win > 0 && t - win + 1 > 0 ? t - win + 1 : 0;
+                for (int j = 0; j < t0; j++) row[j] = 0;
+                sb_softmax(row + t0, t - t0 + 1);
+                for (int j = t + 1; j < T; j++) row[j] = 0;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Hd, T, 1.0f, Ph, T, v + g * Hd, W, 0.0f,
+                        a->att + row0 * nq + h * Hd, nq);
+        }
+        row0 += (size_t)T;
+    }
+}
+
+/* Backward of attention_fwd: from datt (N, Hq*Hd) into dqkv (N, Wqkv),
+ * gradients of q and k after RoPE and of v. */
+static void attention_bwd(sb_train_ws *ws, layer_acts *a) {
+    const sb_model_config *p = &ws->m->cfg;
+    const int Hd = p->head_dim, nq = p->n_head * Hd, nkv = p->n_head_kv * Hd, W = qkv_width(p);
+    const int n_rep = p->n_head / p->n_head_kv;
+    const float scale = (float)(1.0 / sqrt((double)Hd));
+    memset(ws->dqkv, 0, (size_t)ws->N * W * sizeof(float));
+    size_t row0 = 0;
+    for (int s = 0; s < ws->b->n_seq; s++) {
+        const int T = ws->b->seq_len[s];
+        const float *q = a->qkv + row0 * W, *k = q + nq, *v = q + nq + nkv;
+        float *dq = ws->dqkv + row0 * W, *dk = dq + nq, *dv = dq + nq + nkv;
+        const float *P = a->P + p_offset(ws, s);
+        const float *dO = ws->datt + row0 * nq;
+        for (int h = 0; h < p->n_head; h++) {
+            const float *Ph = P + (size_t)h * T * T;
+            const int g = h / n_rep;
+            float *dP = ws->dP;
+            /* dP = dO v^T ; dv += P^T dO */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Hd, 1.0f, dO + h * Hd, nq, v + g * Hd, W, 0.0f,
+                        dP, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Hd, T, 1.0f, Ph, T, dO + h * Hd, nq, 1.0f,
+                        dv + g * Hd, W);
+            /* softmax backward: dS = P * (dP - sum_j P dP), times the score scale */
+            for (int t = 0; t < T; t++) {
+                const float *pr = Ph + (size_t)t * T;
+                float *dr = dP + (size_t)t * T;
+                double dot = 0;
+                for (int j = 0; j <= t; j++) dot += (double)pr[j] * dr[j];
+                for (int j = 0; j < T; j++) dr[j] = pr[j] * (dr[j] - (float)dot) * scale;
+            }
+            /* dq = dS k ; dk += dS^T q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Hd, T, 1.0f, dP, T, k + g * Hd, W, 1.0f,
+                        dq + h * Hd, W);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Hd, T, 1.0f, dP, T, q + h * Hd, W, 1.0f,
+                        dk + g * Hd, W);
+        }
+        row0 += (size_t)T;
+    }
+}
+
+/* RoPE on the q and k parts of every row (position = row within its
+ * sequence); sin_t = the table, or its negation for the backward pass
+ * (the rotation's transpose, scaled by the same attention factor). */
+static void rope_rows(sb_train_ws *ws, float *qkv, const float *sin_t) {
+    const sb_model_config *p = &ws->m->cfg;
+    const int Hd = p->head_dim, nq = p->n_head * Hd, W = qkv_width(p), R = p->n_rot / 2;
+    size_t row = 0;
+    for (int s = 0; s < ws->b->n_seq; s++)
+        for (int t = 0; t < ws->b->seq_len[s]; t++, row++) {
+            float *x = qkv + row * W;
+            const float *c = ws->cos_t + (size_t)t * R, *sn = sin_t + (size_t)t * R;
+            sb_rope_apply(x, p->n_head, Hd, p->n_rot, c, sn, p->rope_neox);
+            sb_rope_apply(x + nq, p->n_head_kv, Hd, p->n_rot, c, sn, p->rope_neox);
+        }
+}
+
+/* --------------------------------------------------------------- layers -- */
+
+/* One decoder layer from x (N, D) to out (N, D), activations into a. */
+static void layer_fwd(sb_train_ws *ws, int l, const float *x, float *out, layer_acts *a) {
+    const sb_model *m = ws->m;
+    const sb_model_config *p = &m->cfg;
+    const sb_layer *L = &m->layers[l];
+    const int N = ws->N, D = p->n_embd, F = p->n_ff;
+
+    /* h = input_layernorm(x) */
+    for (int i = 0; i < N; i++) {
+        a->rstd1[i] = sb_rmsnorm_rstd(x + (size_t)i * D, D, p->rms_eps);
+        sb_rmsnorm(a->xn1 + (size_t)i * D, x + (size_t)i * D, L->attn_norm, D, p->rms_eps);
+    }
+    /* q, k, v = qkv_proj(h)  |  q_proj(h), k_proj(h), v_proj(h); then RoPE */
+    qkv_fwd(ws, L, l, a->xn1, a->qkv, a);
+    rope_rows(ws, a->qkv, ws->sin_t);
+    attention_fwd(ws, a);
+    /* x2 = x + o_proj(attn) */
+    linear_fwd(ws, &L->wo, l, SB_LORA_O, a->att, a->x2, D, a);
+    sb_add(a->x2, x, N * D);
+    /* h = post_attention_layernorm(x2) */
+    for (int i = 0; i < N; i++) {
+        a->rstd2[i] = sb_rmsnorm_rstd(a->x2 + (size_t)i * D, D, p->rms_eps);
+        sb_rmsnorm(a->xn2 + (size_t)i * D, a->x2 + (size_t)i * D, L->ffn_norm, D, p->rms_eps);
+    }
+    /* gate, up = gate_up_proj(h).chunk(2)  |  gate_proj(h), up_proj(h) */
+    gate_up_fwd(ws, L, l, a->xn2, a->gu, a);
+    for (int i = 0; i < N; i++)
+        sb_swiglu(a->h + (size_t)i * F, a->gu + (size_t)i * 2 * F, a->gu + (size_t)i * 2 * F + F, F);
+    /* out = x2 + down_proj(silu(gate) * up) */
+    linear_fwd(ws, &L->w_down, l, SB_LORA_DOWN, a->h, out, D, a);
+    sb_add(out, a->x2, N * D);
+}
+
+/* Backward of layer l: ws->dx holds d(out) on entry, d(x) on return. */
+static void layer_bwd(sb_train_ws *ws, int l, const float *x, layer_acts *a) {
+    const sb_model *m = ws->m;
+    const sb_model_config *p = &m->cfg;
+    const sb_layer *L = &m->layers[l];
+    const int N = ws->N, D = p->n_embd, F = p->n_ff;
+
+    /* down_proj, SwiGLU, gate/up */
+    linear_bwd(ws, &L->w_down, l, SB_LORA_DOWN, a->h, ws->dx, D, ws->dh, 0.0f, a);
+    for (int i = 0; i < N; i++) {
+        const float *gu = a->gu + (size_t)i * 2 * F;
+        float *dgu = ws->dgu + (size_t)i * 2 * F;
+        sb_swiglu_backward(dgu, dgu + F, ws->dh + (size_t)i * F, gu, gu + F, F);
+    }
+    gate_up_bwd(ws, L, l, a->xn2, ws->dgu, ws->dxn, a);
+    for (int i = 0; i < N; i++)
+        sb_rmsnorm_backward(ws->dx + (size_t)i * D, ws->dxn + (size_t)i * D, a->x2 + (size_t)i * D, L->ffn_norm,
+                            a->rstd2[i], D);
+    /* o_proj, attention, RoPE, qkv */
+    linear_bwd(ws, &L->wo, l, SB_LORA_O, a->att, ws->dx, D, ws->datt, 0.0f, a);
+    attention_bwd(ws, a);
+    rope_rows(ws, ws->dqkv, ws->nsin_t);
+    qkv_bwd(ws, L, l, a->xn1, ws->dqkv, ws->dxn, a);
+    for (int i = 0; i < N; i++)
+        sb_rmsnorm_backward(ws->dx + (size_t)i * D, ws->dxn + (size_t)i * D, x + (size_t)i * D, L->attn_norm,
+                            a->rstd1[i], D);
+}
+
+/* ----------------------------------------------------------------- step -- */
+
+static void rope_tables(sb_train_ws *ws, int max_len) {
+    const sb_model *m = ws->m;
+    const sb_model_config *p = &m->cfg;
+    const int R = p->n_rot / 2;
+    /* LongRoPE: the set transformers picks for max(position_ids) + 1 */
+    const float *factor = !p->longrope ? NULL : max_len > p->n_ctx_orig ? m->rope_long : m->rope_short;
+    sb_rope_inv_freq(ws->inv_freq, p->n_rot, p->rope_theta, factor);
+    for (int t = 0; t < max_len; t++) {
+        sb_rope_table(ws->cos_t + (size_t)t * R, ws->sin_t + (size_t)t * R, ws->inv_freq, p->n_rot, t,
+                      p->rope_attn_factor);
+        for (int i = 0; i < R; i++) ws->nsin_t[(size_t)t * R + i] = -ws->sin_t[(size_t)t * R + i];
+    }
+}
+
+sb_status sb_train_step(sb_train_ws *ws, const sb_batch *b, bool backward, float grad_scale, uint64_t dropout_seed,
+                        double *loss_sum, int *n_target, float *logits, sb_err *err) {
+    const sb_model *m = ws->m;
+    const sb_model_config *p = &m->cfg;
+    const int D = p->n_embd, V = p->n_vocab, Ln = p->n_layer;
+    int N = 0, max_len = 0;
+    for (int s = 0; s < b->n_seq; s++) {
+        if (b->seq_len[s] < 1 || b->seq_len[s] > ws->max_seq)
+            return sb_err_set(err, SB_ERR_RANGE, "sequence %d has %d tokens (allowed 1..%d)", s, b->seq_len[s],
+                              ws->max_seq);
+        N += b->seq_len[s];
+        if (b->seq_len[s] > max_len) max_len = b->seq_len[s];
+        if (N > ws->max_rows)
+            return sb_err_set(err, SB_ERR_RANGE, "micro-batch of more than %d rows", ws->max_rows);
+    }
+    if (N == 0) return sb_err_set(err, SB_ERR_INVALID, "empty micro-batch");
+    if (backward && !ws->lora->grads) return sb_err_set(err, SB_ERR_INVALID, "the adapter has no gradient slab");
+    for (int i = 0; i < N; i++)
+        if (b->tokens[i] < 0 || b->tokens[i] >= V || b->targets[i] >= V)
+            return sb_err_set(err, SB_ERR_RANGE, "token %d or target %d at row %d is out of the vocabulary 0..%d",
+                              b->tokens[i], b->targets[i], i, V - 1);
+    ws->b = b, ws->N = N, ws->drop_seed = dropout_seed, ws->dropout_on = backward;
+    rope_tables(ws, max_len);
+
+    /* x = embed_tokens(input_ids); the layers */
+    for (int i = 0; i < N; i++) sb_get_row(&m->tok_embd, b->tokens[i], ws->x_layer + (size_t)i * D);
+    for (int l = 0; l < Ln; l++)
+        layer_fwd(ws, l, ws->x_layer + (size_t)l * N * D, ws->x_layer + (size_t)(l + 1) * N * D,
+                  &ws->acts[ws->checkpoint ? 0 : l]);
+    /* logits = lm_head(norm(x)) of the rows with a target (all rows if asked for) */
+    const float *xL = ws->x_layer + (size_t)Ln * N * D;
+    int M = 0;
+    for (int i = 0; i < N; i++) {
+        ws->rstdf[i] = sb_rmsnorm_rstd(xL + (size_t)i * D, D, p->rms_eps);
+        sb_rmsnorm(ws->xf + (size_t)i * D, xL + (size_t)i * D, m->output_norm, D, p->rms_eps);
+        if (logits || b->targets[i] >= 0) ws->rows[M++] = i;
+    }
+    float *xg = ws->tmp; /* (M, D) gathered rows */
+    for (int j = 0; j < M; j++) memcpy(xg + (size_t)j * D, ws->xf + (size_t)ws->rows[j] * D, (size_t)D * sizeof(float));
+    if (M > 0) sb_frozen_matmul(&m->output, xg, D, M, ws->logits, V, 0.0f, ws->tile);
+    if (logits) memcpy(logits, ws->logits, (size_t)N * V * sizeof(float));
+    /* loss = cross_entropy(logits, targets), summed; dlogits = (softmax - onehot) * grad_scale */
+    double loss = 0;
+    int nt = 0;
+    for (int j = 0; j < M; j++) {
+        float *z = ws->logits + (size_t)j * V;
+        const int tgt = b->targets[ws->rows[j]];
+        if (tgt < 0) {
+            memset(z, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        float mx = z[0];
+        for (int c = 1; c < V; c++)
+            if (z[c] > mx) mx = z[c];
+        double se = 0;
+        for (int c = 0; c < V; c++) se += exp((double)(z[c] - mx));
+        loss += log(se) + mx - z[tgt];
+        nt++;
+        if (!backward) continue;
+        const float inv = (float)(1.0 / se);
+        for (int c = 0; c < V; c++) z[c] = expf(z[c] - mx) * inv * grad_scale;
+        z[tgt] -= grad_scale;
+    }
+    if (loss_sum) *loss_sum = loss;
+    if (n_target) *n_target = nt;
+    if (!backward) return SB_OK;
+
+    /* d(norm(x)) for the gathered rows, scattered; then model.norm backward */
+    memset(ws->dxn, 0, (size_t)N * D * sizeof(float));
+    if (M > 0) sb_frozen_matmul_t(&m->output, ws->logits, V, M, xg, D, 0.0f, ws->tile);
+    for (int j = 0; j < M; j++) memcpy(ws->dxn + (size_t)ws->rows[j] * D, xg + (size_t)j * D, (size_t)D * sizeof(float));
+    memset(ws->dx, 0, (size_t)N * D * sizeof(float));
+    for (int i = 0; i < N; i++)
+        sb_rmsnorm_backward(ws->dx + (size_t)i * D, ws->dxn + (size_t)i * D, xL + (size_t)i * D, m->output_norm,
+                            ws->rstdf[i], D);
+    for (int l = Ln - 1; l >= 0; l--) {
+        const float *x = ws->x_layer + (size_t)l * N * D;
+        layer_acts *a = &ws->acts[ws->checkpoint ? 0 : l];
+        if (ws->checkpoint) layer_fwd(ws, l, x, ws->tmp, a); /* recompute; the output is not needed */
+        layer_bwd(ws, l, x, a);
+    }
+    return SB_OK;
+}
