@@ -184,6 +184,33 @@ static void test_questions(const char *dir) {
     sb_eval_questions_free(q, n);
 }
 
+/* The chart as a person sees it: rendered by rsvg-convert, four bars of the
+ * right heights with labels (tests/check_chart.py reads the PNG). */
+static void test_chart(const char *dir) {
+    sb_eval_bar bars[4] = {{"base", 0.12, 0.08, 0.16}, {"rag", 0.35, 0.28, 0.42}, {"lora", 0.2, 0.15, 0.26},
+                           {"rag+lora", 0.5, 0.41, 0.58}};
+    char *svg = sb_eval_chart_svg(bars, 4, "Token F1 per configuration");
+    CHECK(svg && strstr(svg, ">rag+lora</text>") && strstr(svg, ">base</text>"), "labels in the SVG");
+    char path[512], cmd[1600];
+    snprintf(path, sizeof path, "%s/f1.svg", dir);
+    FILE *f = fopen(path, "w");
+    fputs(svg ? svg : "", f);
+    fclose(f);
+    free(svg);
+    if (system("command -v rsvg-convert >/dev/null 2>&1") != 0) {
+        SKIP("rsvg-convert absent (Debian librsvg2-bin; scripts/setup installs it)");
+        return;
+    }
+    snprintf(cmd, sizeof cmd, "rsvg-convert -o '%s/f1.png' '%s' && python3 tests/check_chart.py '%s/f1.png' 0.12 0.35 0.2 0.5 >&2",
+             dir, path, dir);
+    CHECK(system(cmd) == 0, "the rendered chart shows four labelled bars of the right heights (%s)", cmd);
+    const char *keep = getenv("SABIO_KEEP_CHART");
+    if (keep) {
+        snprintf(cmd, sizeof cmd, "cp '%s/f1.png' '%s'", dir, keep);
+        if (system(cmd)) fprintf(stderr, "could not copy the chart to %s\n", keep);
+    }
+}
+
 int main(void) {
     char dir[] = "/tmp/sabio-test-eval-XXXXXX";
     if (!mkdtemp(dir)) return 1;
@@ -192,6 +219,7 @@ int main(void) {
     test_context();
     test_stats();
     test_questions(dir);
+    test_chart(dir);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);

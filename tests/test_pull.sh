@@ -6,10 +6,8 @@
 # error, and short names map to the official Hugging Face paths.
 cd "$(dirname "$0")/.." || exit 2
 SABIO=${SABIO:-build/sabio}
-pass=0 fail=0 skip=0
-ok()   { pass=$((pass + 1)); }
-bad()  { fail=$((fail + 1)); echo "FAIL test_pull.sh: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+NAME=test_pull.sh
+. tests/helpers.bash
 tmp=$(mktemp -d)
 srv=""
 trap '[ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$tmp"' EXIT

@@ -63,9 +63,10 @@ static char *join_args(int argc, char **argv) {
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *qpath = NULL, *store_dir = NULL, *model = NULL, *lora = NULL, *out = NULL, *configs = NULL,
+    const char *qpath = NULL, *store_dir = NULL, *model = NULL, *out = NULL, *configs = NULL,
                *embed = NULL, *split = "80,10,10";
     bool make_splits = false, by_doc = true;
+    cli_adapters lora = {0};
     int n_ctx = 2048, threads = 0, sample = 0, skip = 0;
     uint64_t sample_seed = 1;
     sb_eval_opts o = {.bootstrap = 2000, .seed = 1};
@@ -86,7 +87,7 @@ int cmd_eval(int argc, char **argv) {
                    "  --questions FILE      JSONL: question, answer (string or array), optional doc and id\n"
                    "  --store DIR           knowledge store for the RAG configurations\n"
                    "  -m, --model PATH      the language model\n"
-                   "  --lora FILE           a LoRA adapter for the LoRA configurations\n"
+                   "  --lora FILE           a LoRA adapter (PEFT folder or GGUF LoRA) for the LoRA configurations\n"
                    "  -o, --output DIR      report folder\n"
                    "  --configs LIST        which to run, e.g. base,rag (default: all that the inputs allow)\n"
                    "  --sample N            a fixed sample of N questions (seeded shuffle, --sample-seed, default 1)\n"
@@ -99,6 +100,7 @@ int cmd_eval(int argc, char **argv) {
                    "  --answer-prefix TEXT  the RAG answer's given first words (default: ask's)\n"
                    "  --bootstrap N         bootstrap resamples (default 2000)\n"
                    "  --shard I/N           answer every N-th question from the I-th (0-based): run N processes on one OUT\n"
+                   "  --partial             report on the questions answered so far (answers nothing)\n"
                    "  --data-changes often|rarely   for the recommendation (the Cookbook's first criterion)\n"
                    "  --make-splits         write OUT/train.jsonl, valid.jsonl, test.jsonl instead\n"
                    "  --by doc|question     split unit (default doc: no document in two splits)\n"
@@ -109,7 +111,12 @@ int cmd_eval(int argc, char **argv) {
         if (cli_is(argv[i], "--questions")) qpath = cli_value(argc, argv, &i);
         else if (cli_is(argv[i], "--store")) store_dir = cli_value(argc, argv, &i);
         else if (cli_is(argv[i], "-m,--model")) model = cli_value(argc, argv, &i);
-        else if (cli_is(argv[i], "--lora,--adapter")) lora = cli_value(argc, argv, &i);
+        else if (cli_parse_lora(argc, argv, &i, &lora)) {
+        } else if (cli_is(argv[i], "--adapter")) {
+            if (lora.n == 8) cli_die("at most 8 adapters");
+            lora.path[lora.n] = cli_value(argc, argv, &i);
+            lora.scale[lora.n++] = 1.0f;
+        }
         else if (cli_is(argv[i], "-o,--output")) out = cli_value(argc, argv, &i);
         else if (cli_is(argv[i], "--configs")) configs = cli_value(argc, argv, &i);
         else if (cli_is(argv[i], "--embed-model")) embed = cli_value(argc, argv, &i);
@@ -131,7 +138,8 @@ int cmd_eval(int argc, char **argv) {
             const char *v = cli_value(argc, argv, &i);
             if (sscanf(v, "%d/%d", &o.shard, &o.n_shards) != 2 || o.n_shards < 1 || o.shard < 0 || o.shard >= o.n_shards)
                 cli_die("eval: --shard wants I/N with 0 <= I < N");
-        } else if (cli_is(argv[i], "--make-splits")) make_splits = true;
+        } else if (cli_is(argv[i], "--partial")) o.partial = true;
+        else if (cli_is(argv[i], "--make-splits")) make_splits = true;
         else if (cli_is(argv[i], "--by")) {
             const char *b = cli_value(argc, argv, &i);
             if (strcmp(b, "doc") && strcmp(b, "question")) cli_die("eval: --by must be doc or question");
@@ -159,13 +167,10 @@ int cmd_eval(int argc, char **argv) {
     if (skip >= n) cli_die("eval: --skip %d leaves none of the %d questions", skip, n);
     int n_all = n;
     n = take_sample(q, n, sample, skip, sample_seed);
-    if (lora)
-        cli_die("eval: --lora: this build cannot load LoRA adapters yet (sabio tune and adapter loading are in "
-                "progress); run without it for base and RAG");
 
     /* Which configurations. */
     const char *names[4] = {"base", "rag", "lora", "rag+lora"};
-    bool want[4] = {true, store_dir != NULL, false, false};
+    bool want[4] = {true, store_dir != NULL, lora.n > 0, lora.n > 0 && store_dir != NULL};
     if (configs) {
         memset(want, 0, sizeof want);
         char *list = sb_strdup(configs), *save = NULL;
@@ -175,7 +180,7 @@ int cmd_eval(int argc, char **argv) {
                 if (!strcmp(t, names[j])) c = j;
             if (c < 0) cli_die("eval: unknown configuration '%s' (base, rag, lora, rag+lora)", t);
             if ((c == 1 || c == 3) && !store_dir) cli_die("eval: configuration %s needs --store DIR", t);
-            if (c >= 2 && !lora) cli_die("eval: configuration %s needs --lora FILE", t);
+            if (c >= 2 && !lora.n) cli_die("eval: configuration %s needs --lora FILE", t);
             want[c] = true;
         }
         free(list);
@@ -187,10 +192,22 @@ int cmd_eval(int argc, char **argv) {
     sb_session *sess = sb_session_new(m, n_ctx, &err);
     if (!sess) cli_die("%s", err.msg);
     if (threads && sb_ctx_set_threads(sb_session_ctx(sess), threads, &err) != SB_OK) cli_die("%s", err.msg);
+    /* The LoRA configurations: the same model, a second session with the
+     * adapters attached (an adapter for another base model fails here). */
+    sb_session *sess_lora = NULL;
+    if (want[2] || want[3]) {
+        if (!(sess_lora = sb_session_new(m, n_ctx, &err))) cli_die("%s", err.msg);
+        if (threads && sb_ctx_set_threads(sb_session_ctx(sess_lora), threads, &err) != SB_OK) cli_die("%s", err.msg);
+        cli_adapters_attach(&lora, m, sb_session_ctx(sess_lora));
+    }
+    sb_buf adapters = {0};
+    for (int a = 0; a < lora.n; a++) sb_buf_printf(&adapters, "%s%s*%g", a ? "," : "", lora.path[a], lora.scale[a]);
     sb_eval_config cfg[4];
     int n_cfg = 0;
-    for (int c = 0; c < 2; c++)
-        if (want[c]) cfg[n_cfg++] = (sb_eval_config){names[c], m, sess, c == 1};
+    for (int c = 0; c < 4; c++)
+        if (want[c])
+            cfg[n_cfg++] = (sb_eval_config){names[c], m, c >= 2 ? sess_lora : sess, c == 1 || c == 3,
+                                            c >= 2 ? adapters.data : NULL};
 
     sb_store *store = NULL;
     sb_encoder *enc = NULL;
@@ -216,12 +233,15 @@ int cmd_eval(int argc, char **argv) {
     sb_status st = sb_eval_run(q, n, cfg, n_cfg, store, enc, &o, on_answer, &pr, &missing, &err);
     if (pr.tty) fputc('\n', stderr);
     if (st != SB_OK) cli_die("%s", err.msg);
-    if (missing) fprintf(stderr, "sabio: shard %d/%d done; %d answers of other shards missing, no report yet\n", o.shard, o.n_shards, missing);
+    if (o.partial) fprintf(stderr, "sabio: partial report in %s/report.md (%d answers still missing)\n", out, missing);
+    else if (missing) fprintf(stderr, "sabio: shard %d/%d done; %d answers of other shards missing, no report yet\n", o.shard, o.n_shards, missing);
     else fprintf(stderr, "sabio: report in %s/report.md\n", out);
     free(cmdline);
     free(emb);
     sb_encoder_free(enc);
     sb_store_close(store);
+    sb_buf_free(&adapters);
+    sb_session_free(sess_lora);
     sb_session_free(sess);
     sb_model_free(m);
     sb_eval_questions_free(q, n_all);

@@ -299,13 +299,13 @@ static sb_status parse_question(json_t *o, int line, const char *path, sb_eval_q
     return SB_OK;
 }
 
-sb_status sb_eval_load(const char *path, sb_eval_question **out, int *n, sb_err *err) {
+sb_status sb_eval_parse(const char *text, size_t len, const char *path, sb_eval_question **out, int *n,
+                        sb_err *err) {
     *out = NULL;
     *n = 0;
-    char *data;
-    size_t len;
-    sb_status st = sb_read_file(path, 0, &data, &len, err);
-    if (st != SB_OK) return st;
+    char *data = sb_strndup(text, len); /* a copy cut at NUL bytes: lines are split in place */
+    if (!data) return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+    sb_status st = SB_OK;
     sb_eval_question *qs = NULL;
     int nq = 0, cap = 0, line = 0;
     for (char *p = data, *next; p && *p; p = next) {
@@ -346,6 +346,18 @@ sb_status sb_eval_load(const char *path, sb_eval_question **out, int *n, sb_err 
     *out = qs;
     *n = nq;
     return SB_OK;
+}
+
+sb_status sb_eval_load(const char *path, sb_eval_question **out, int *n, sb_err *err) {
+    *out = NULL;
+    *n = 0;
+    char *data;
+    size_t len;
+    sb_status st = sb_read_file(path, 0, &data, &len, err);
+    if (st != SB_OK) return st;
+    st = sb_eval_parse(data, len, path, out, n, err);
+    free(data);
+    return st;
 }
 
 /* ---- sampling and statistics ---- */

@@ -56,6 +56,9 @@ typedef struct sb_eval_question {
 /* Reads a JSONL question set. Errors name the file and line: a line that
  * is not a JSON object, a missing or empty question, no answer. */
 sb_status sb_eval_load(const char *path, sb_eval_question **out, int *n, sb_err *err);
+/* The same from text in memory (len bytes; name is used in messages). */
+sb_status sb_eval_parse(const char *text, size_t len, const char *name, sb_eval_question **out, int *n,
+                        sb_err *err);
 void sb_eval_questions_free(sb_eval_question *q, int n);
 
 /* A deterministic permutation of 0..n-1 for a seed (Fisher-Yates on

@@ -26,7 +26,8 @@ typedef struct record {
 } record;
 
 /* FNV-1a over the questions and settings that decide the answers. */
-static uint64_t fingerprint(const sb_eval_question *q, int n, const sb_eval_opts *o) {
+static uint64_t fingerprint(const sb_eval_question *q, int n, const sb_eval_config *cfg, int n_cfg,
+                            const sb_eval_opts *o) {
     uint64_t h = 0xcbf29ce484222325ull;
 #define MIX(p, len)                                                                                                    \
     for (size_t i_ = 0; i_ < (size_t)(len); i_++) h = (h ^ ((const unsigned char *)(p))[i_]) * 0x100000001b3ull
@@ -41,6 +42,8 @@ static uint64_t fingerprint(const sb_eval_question *q, int n, const sb_eval_opts
     MIX(&a->gen.sampling.seed, sizeof a->gen.sampling.seed);
     if (a->system) MIX(a->system, strlen(a->system));
     if (a->answer_prefix) MIX(a->answer_prefix, strlen(a->answer_prefix) + 1);
+    for (int c = 0; c < n_cfg; c++)
+        if (cfg[c].adapter) MIX(cfg[c].adapter, strlen(cfg[c].adapter) + 1);
 #undef MIX
     return h;
 }
@@ -285,9 +288,9 @@ static void svg_text(sb_buf *b, const char *s) {
     }
 }
 
-/* Bars of mean F1 with 95% CI whiskers, one per configuration, on a 0..1
- * axis; plain SVG 1.1 that browsers and rsvg render alike. */
-static char *chart(const sb_eval_config *cfg, int n_cfg, const summary *s, int n_q) {
+/* Bars with 95% CI whiskers on a 0..1 axis, one per configuration; plain
+ * SVG 1.1 that browsers and rsvg render alike. */
+char *sb_eval_chart_svg(const sb_eval_bar *bars, int n, const char *title) {
     static const char *colors[] = {"#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"};
     const int W = 640, H = 400, L = 60, R = 20, T = 50, B = 60;
     double pw = W - L - R, ph = H - T - B;
@@ -297,35 +300,48 @@ static char *chart(const sb_eval_config *cfg, int n_cfg, const summary *s, int n
                   "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                   "font-family=\"sans-serif\">\n<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n",
                   W, H, W, H, W, H);
-    sb_buf_printf(&b, "<text x=\"%d\" y=\"28\" font-size=\"16\" text-anchor=\"middle\">Token F1 per configuration (%d "
-                      "questions, bars: 95%% CI)</text>\n", W / 2, n_q);
+    sb_buf_printf(&b, "<text x=\"%d\" y=\"28\" font-size=\"16\" text-anchor=\"middle\">", W / 2);
+    svg_text(&b, title);
+    sb_buf_puts(&b, "</text>\n");
     for (int t = 0; t <= 5; t++) { /* axis: 0, 0.2, ... 1 */
         double y = T + ph - ph * t / 5.0;
         sb_buf_printf(&b, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#dddddd\"/>\n", L, y, W - R, y);
         sb_buf_printf(&b, "<text x=\"%d\" y=\"%.1f\" font-size=\"12\" text-anchor=\"end\">%.1f</text>\n", L - 6, y + 4,
                       t / 5.0);
     }
-    double slot = pw / (n_cfg > 0 ? n_cfg : 1), bw = slot * 0.6;
-    for (int i = 0; i < n_cfg; i++) {
-        double x = L + slot * i + (slot - bw) / 2, h = ph * fmax(0, fmin(1, s[i].f1));
-        double y0 = T + ph;
+    double slot = pw / (n > 0 ? n : 1), bw = slot * 0.6, y0 = T + ph;
+    for (int i = 0; i < n; i++) {
+        double x = L + slot * i + (slot - bw) / 2, h = ph * fmax(0, fmin(1, bars[i].value));
         sb_buf_printf(&b, "<rect class=\"bar\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n", x,
                       y0 - h, bw, h, colors[i % 6]);
-        double cx = x + bw / 2, ylo = y0 - ph * fmax(0, fmin(1, s[i].f1_lo)), yhi = y0 - ph * fmax(0, fmin(1, s[i].f1_hi));
+        double cx = x + bw / 2, ylo = y0 - ph * fmax(0, fmin(1, bars[i].lo)), yhi = y0 - ph * fmax(0, fmin(1, bars[i].hi));
         sb_buf_printf(&b,
                       "<g stroke=\"black\" stroke-width=\"1.5\"><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
                       "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" "
                       "y2=\"%.1f\"/></g>\n",
                       cx, ylo, cx, yhi, cx - 8, ylo, cx + 8, ylo, cx - 8, yhi, cx + 8, yhi);
         sb_buf_printf(&b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">%.3f</text>\n", cx,
-                      yhi - 6, s[i].f1);
+                      yhi - 6, bars[i].value);
         sb_buf_printf(&b, "<text x=\"%.1f\" y=\"%d\" font-size=\"14\" text-anchor=\"middle\">", cx, H - B + 22);
-        svg_text(&b, cfg[i].name);
+        svg_text(&b, bars[i].label);
         sb_buf_puts(&b, "</text>\n");
     }
-    sb_buf_printf(&b, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"black\"/>\n", L, T + ph, W - R, T + ph);
+    sb_buf_printf(&b, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"black\"/>\n", L, y0, W - R, y0);
     sb_buf_puts(&b, "</svg>\n");
     return b.data;
+}
+
+static char *chart(const sb_eval_config *cfg, int n_cfg, const summary *s, int n_q) {
+    sb_eval_bar *bars = sb_calloc((size_t)n_cfg, sizeof *bars);
+    char *title = sb_aprintf("Token F1 per configuration (%d questions, whiskers: 95%% CI)", n_q);
+    char *svg = NULL;
+    if (bars && title) {
+        for (int i = 0; i < n_cfg; i++) bars[i] = (sb_eval_bar){cfg[i].name, s[i].f1, s[i].f1_lo, s[i].f1_hi};
+        svg = sb_eval_chart_svg(bars, n_cfg, title);
+    }
+    free(bars);
+    free(title);
+    return svg;
 }
 
 static void md_cell(sb_buf *b, double v) {
@@ -334,9 +350,13 @@ static void md_cell(sb_buf *b, double v) {
 }
 
 static char *markdown(const sb_eval_config *cfg, int n_cfg, const summary *s, const comparison *cmp, int n_cmp,
-                      int n_q, const sb_eval_opts *o) {
+                      int n_q, int n_set, const sb_eval_opts *o) {
     sb_buf b = {0};
-    sb_buf_printf(&b, "# Evaluation report\n\n%d questions, %d configurations, same decoding (temperature %g, seed "
+    sb_buf_puts(&b, "# Evaluation report\n\n");
+    if (n_q < n_set)
+        sb_buf_printf(&b, "> **Partial report**: %d of the %d questions are answered in every configuration; run the "
+                          "command again without --partial to finish.\n\n", n_q, n_set);
+    sb_buf_printf(&b, "%d questions, %d configurations, same decoding (temperature %g, seed "
                       "%llu, answer budget %d tokens), %d chunks retrieved for RAG.\n\n",
                   n_q, n_cfg, o->ask.gen.sampling.temp, (unsigned long long)o->ask.gen.sampling.seed,
                   o->ask.answer_tokens, o->ask.k);
@@ -397,7 +417,8 @@ static char *markdown(const sb_eval_config *cfg, int n_cfg, const summary *s, co
     return b.data;
 }
 
-static sb_status write_reports(const sb_eval_question *q, int n, const sb_eval_config *cfg, int n_cfg,
+/* Reports over n questions (of n_set in the question set). */
+static sb_status write_reports(const sb_eval_question *q, int n, int n_set, const sb_eval_config *cfg, int n_cfg,
                                const record *rec, const sb_eval_opts *o, sb_err *err) {
     summary *s = sb_calloc((size_t)n_cfg, sizeof *s);
     comparison *cmp = sb_calloc((size_t)n_cfg * n_cfg, sizeof *cmp);
@@ -444,6 +465,7 @@ static sb_status write_reports(const sb_eval_question *q, int n, const sb_eval_c
                                                cfg[cmp[i].b].name, "f1_diff", r6(cmp[i].diff), "ci95",
                                                r6(cmp[i].lo), r6(cmp[i].hi)));
     json_object_set_new(rep, "questions", json_integer(n));
+    json_object_set_new(rep, "question_set", json_integer(n_set));
     json_object_set_new(rep, "seed", json_integer((json_int_t)o->ask.gen.sampling.seed));
     json_object_set_new(rep, "bootstrap", json_integer(o->bootstrap));
     json_object_set_new(rep, "configurations", cfgs);
@@ -453,7 +475,7 @@ static sb_status write_reports(const sb_eval_question *q, int n, const sb_eval_c
     json_decref(rep);
     json_decref(tim);
     char *svg = st == SB_OK ? chart(cfg, n_cfg, s, n) : NULL;
-    char *md = st == SB_OK ? markdown(cfg, n_cfg, s, cmp, n_cmp, n, o) : NULL;
+    char *md = st == SB_OK ? markdown(cfg, n_cfg, s, cmp, n_cmp, n, n_set, o) : NULL;
     char *p_svg = sb_path_join(o->out_dir, "f1.svg"), *p_md = sb_path_join(o->out_dir, "report.md");
     if (st == SB_OK && (!svg || !md || !p_svg || !p_md)) st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
     if (st == SB_OK) st = sb_write_file_atomic(p_svg, svg, strlen(svg), err);
@@ -498,7 +520,7 @@ sb_status sb_eval_run(const sb_eval_question *q, int n, const sb_eval_config *cf
         free(cpath);
         return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
     }
-    uint64_t fp = fingerprint(q, n, o);
+    uint64_t fp = fingerprint(q, n, cfg, n_cfg, o);
     int done = 0;
     st = load_cache(cpath, fp, q, n, cfg, n_cfg, rec, &done, err);
     FILE *f = st == SB_OK ? fopen(cpath, "a") : NULL;
@@ -514,7 +536,7 @@ sb_status sb_eval_run(const sb_eval_question *q, int n, const sb_eval_config *cf
     /* Question-major order: an interrupted run has every configuration on
      * the same prefix of the questions. */
     int shards = o->n_shards > 1 ? o->n_shards : 1;
-    for (int i = 0; st == SB_OK && i < n; i++)
+    for (int i = 0; st == SB_OK && !o->partial && i < n; i++)
         for (int c = 0; st == SB_OK && c < n_cfg; c++) {
             record *r = &rec[(size_t)c * n + i];
             if (r->done || i % shards != o->shard) continue;
@@ -532,13 +554,31 @@ sb_status sb_eval_run(const sb_eval_question *q, int n, const sb_eval_config *cf
             if (cb) cb(cfg[c].name, ++done, n * n_cfg, r->f1, user);
         }
     if (f) fclose(f);
-    if (st == SB_OK && shards > 1) { /* what the other shards have written meanwhile */
+    if (st == SB_OK && shards > 1 && !o->partial) { /* what the other shards have written meanwhile */
         memset(rec, 0, (size_t)n * n_cfg * sizeof *rec);
         st = load_cache(cpath, fp, q, n, cfg, n_cfg, rec, &done, err);
     }
     int missing = n * n_cfg - done;
     if (n_missing) *n_missing = missing;
-    if (st == SB_OK && !missing) st = write_reports(q, n, cfg, n_cfg, rec, o, err);
+    if (st == SB_OK && !missing) {
+        st = write_reports(q, n, n, cfg, n_cfg, rec, o, err);
+    } else if (st == SB_OK && o->partial) { /* the questions answered in every configuration */
+        record *sub = sb_calloc((size_t)n * n_cfg, sizeof *sub);
+        int m = 0;
+        for (int i = 0; sub && i < n; i++) {
+            bool all = true;
+            for (int c = 0; c < n_cfg; c++) all = all && rec[(size_t)c * n + i].done;
+            if (!all) continue;
+            for (int c = 0; c < n_cfg; c++) sub[(size_t)c * n + m] = rec[(size_t)c * n + i];
+            m++;
+        }
+        /* compact the configurations' rows to stride m */
+        for (int c = 1; sub && c < n_cfg; c++) memmove(sub + (size_t)c * m, sub + (size_t)c * n, (size_t)m * sizeof *sub);
+        if (!sub) st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+        else if (!m) st = sb_err_set(err, SB_ERR_INVALID, "no question is answered in every configuration yet");
+        else st = write_reports(q, m, n, cfg, n_cfg, sub, o, err);
+        free(sub);
+    }
     free(rec);
     free(cpath);
     return st;

@@ -26,6 +26,7 @@ typedef struct sb_eval_config {
     const sb_model *model;
     sb_session *session;
     bool rag;           /* ground the answers in the store */
+    const char *adapter; /* what was attached (paths), recorded in the cache's fingerprint; may be NULL */
 } sb_eval_config;
 
 typedef struct sb_eval_opts {
@@ -35,6 +36,8 @@ typedef struct sb_eval_opts {
     uint64_t seed;       /* bootstrap seed; decoding uses ask.gen.sampling.seed */
     const char *data_changes; /* "often", "rarely" or NULL: the Cookbook's first criterion */
     const char *command;      /* the command line, recorded in report.md */
+    bool partial;             /* write the reports over the questions every configuration
+                                 has answered so far, answering nothing more */
     int shard, n_shards;      /* answer only questions i with i % n_shards == shard
                                  (n_shards <= 1: all); several processes may share OUT */
 } sb_eval_opts;
@@ -52,6 +55,14 @@ typedef void (*sb_eval_progress)(const char *config, int done, int total, double
 sb_status sb_eval_run(const sb_eval_question *q, int n, const sb_eval_config *cfg, int n_cfg, sb_store *store,
                       sb_encoder *enc, const sb_eval_opts *o, sb_eval_progress cb, void *user, int *n_missing,
                       sb_err *err);
+
+/* The chart of f1.svg: labelled bars (values in 0..1) with whiskers from
+ * lo to hi. Heap string. */
+typedef struct sb_eval_bar {
+    const char *label;
+    double value, lo, hi;
+} sb_eval_bar;
+char *sb_eval_chart_svg(const sb_eval_bar *bars, int n, const char *title);
 
 /* Splits a question set into OUT/train.jsonl, valid.jsonl, test.jsonl with
  * the given shares (percent, summing to 100): by question, or by document
