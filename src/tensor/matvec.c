@@ -2,6 +2,7 @@
  * matvec.c - scalar reference kernels of matvec.h: dequantize a chunk of
  * whole blocks into a stack buffer, dot it with the matching slice of x.
  */
+#include <cpuid.h>
 #include "tensor/matvec.h"
 #include "tensor/qgemm.h"
 #include "tensor/kernels.h"
@@ -53,13 +54,20 @@ void sb_get_row(const sb_tensor *w, int64_t r, float *out) {
 
 static int g_isa = -1; /* best SB_ISA_* this CPU runs, capped by SABIO_KERNELS */
 
+/* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports
+ * does not know the name. */
+static bool cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 static int isa(void) {
     int v = __atomic_load_n(&g_isa, __ATOMIC_ACQUIRE);
     if (v >= 0) return v;
     const char *force = getenv("SABIO_KERNELS");
     __builtin_cpu_init();
     v = SB_ISA_SCALAR;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c()) {
         v = SB_ISA_AVX2;
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
