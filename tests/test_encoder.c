@@ -16,7 +16,7 @@
 /* max_tokens > 0: the reference's max_seq_length, for a GGUF (which does not record it). */
 static void check_model(const char *dir, const char *ref_path, int max_tokens) {
     if (!sb_is_dir(dir) && !sb_file_exists(dir)) {
-        SKIP("%s absent (scripts/setup fetches it)", dir);
+        SKIP("%s absent (the HF folder comes from scripts/setup; the GGUF copies are made by hand with llama.cpp's converter, see tests/data/README.md)", dir);
         return;
     }
     char *ref = NULL;
