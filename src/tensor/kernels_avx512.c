@@ -35,6 +35,19 @@ static inline __m256i nibbles(const uint8_t *p) {
 }
 static inline __m512i cat(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
 
+/* Q4_K/Q5_K: 64 weight bytes of pair p (nibbles as unsigned 0..15 or 0..31:
+ * lo = sub-blocks 2p, 2p+2, hi = 2p+1, 2p+3) times the activations' 4
+ * sub-blocks at xs, each sub-block's sum scaled by its 6-bit scale, added
+ * into isum. */
+static inline __m512i k4_pair(__m512i isum, __m512i lo, __m512i hi, const int8_t *xs, const uint8_t *sc, int p) {
+    const __m512i xlo = cat(load256(xs), load256(xs + 64)), xhi = cat(load256(xs + 32), load256(xs + 96));
+    const __m512i dlo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo);
+    const __m512i dhi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xhi);
+    const __m512i slo = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * p]), _mm256_set1_epi32(sc[2 * p + 2]), 1);
+    const __m512i shi = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * p + 1]), _mm256_set1_epi32(sc[2 * p + 3]), 1);
+    return _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_mullo_epi32(dlo, slo), _mm512_mullo_epi32(dhi, shi)));
+}
+
 /* s8 * s8 as |w| * (x with w's sign) */
 static inline __m512i dot_s8s8(__m512i w, __m512i x) {
     const __m512i aw = _mm512_abs_epi8(w);
@@ -115,13 +128,7 @@ float sb_qdot_q4_k_avx512(const void *row, const void *xq, int64_t n) {
             const __m512i q = _mm512_loadu_si512(b + 16 + 32 * p);
             const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
             /* x: sub-blocks 2p, 2p+2 for lo; 2p+1, 2p+3 for hi */
-            const int8_t *xs = x->qs + 64 * p;
-            const __m512i xlo = cat(load256(xs), load256(xs + 64)), xhi = cat(load256(xs + 32), load256(xs + 96));
-            __m512i dlo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo);
-            __m512i dhi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xhi);
-            const __m512i slo = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * p]), _mm256_set1_epi32(sc[2 * p + 2]), 1);
-            const __m512i shi = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * p + 1]), _mm256_set1_epi32(sc[2 * p + 3]), 1);
-            isum = _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_mullo_epi32(dlo, slo), _mm512_mullo_epi32(dhi, shi)));
+            isum = k4_pair(isum, lo, hi, x->qs + 64 * p, sc, p);
         }
         sum += h2f(b) * x->d * (float)_mm512_reduce_add_epi32(isum) - h2f(b + 2) * x->d * (float)msum;
     }
@@ -186,13 +193,7 @@ float sb_qdot_q5_k_avx512(const void *row, const void *xq, int64_t n) {
             const __m512i bhi = cat(_mm256_set1_epi8((char)(1 << (2 * p + 1))), _mm256_set1_epi8((char)(1 << (2 * p + 3))));
             lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(qh, blo), lo, sixteen);
             hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh, bhi), hi, sixteen);
-            const int8_t *xs = x->qs + 64 * p;
-            const __m512i xlo = cat(load256(xs), load256(xs + 64)), xhi = cat(load256(xs + 32), load256(xs + 96));
-            __m512i dlo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo);
-            __m512i dhi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xhi);
-            const __m512i slo = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * p]), _mm256_set1_epi32(sc[2 * p + 2]), 1);
-            const __m512i shi = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * p + 1]), _mm256_set1_epi32(sc[2 * p + 3]), 1);
-            isum = _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_mullo_epi32(dlo, slo), _mm512_mullo_epi32(dhi, shi)));
+            isum = k4_pair(isum, lo, hi, x->qs + 64 * p, sc, p);
         }
         sum += h2f(b) * x->d * (float)_mm512_reduce_add_epi32(isum) - h2f(b + 2) * x->d * (float)msum;
     }
