@@ -250,6 +250,43 @@ static void pg_errors(const char *url) {
           "empty database: %s", err.msg);
 }
 
+/* Two handles on one PostgreSQL store, as two nodes: what one ingests the
+ * other finds on its next search, told by NOTIFY (the search comes within
+ * the second in which a handle does not otherwise look at the change table). */
+static void two_handles(const char *url) {
+    sb_err err = {0};
+    sb_encoder *enc = sb_encoder_open(ENC, &err);
+    sb_store *a = sb_store_open(url, false, &err), *b = sb_store_open(url, false, &err);
+    CHECK(enc && a && b, "two handles: %s", err.msg);
+    if (!enc || !a || !b) return;
+    sb_hit *h;
+    int n;
+    double t0 = sb_time_sec();
+    CHECK(sb_store_search(b, enc, "osprey", 1, SB_SEARCH_BM25, &h, &n, &err) == SB_OK, "%s", err.msg);
+    sb_hits_free(h, n);
+    char dir[64], file[96];
+    snprintf(dir, sizeof dir, "/tmp/sb_store_two.%d", (int)getpid());
+    mkdir(dir, 0755);
+    snprintf(file, sizeof file, "%s/osprey.txt", dir);
+    FILE *f = fopen(file, "w");
+    fputs("An osprey pair returned to the platform above the fish ladder in April.\n", f);
+    fclose(f);
+    const char *paths[1] = {dir};
+    CHECK(sb_store_ingest(a, enc, paths, 1, NULL, NULL, NULL, NULL, &err) == SB_OK, "%s", err.msg);
+    n = 0;
+    CHECK(sb_store_search(b, enc, "osprey", 1, SB_SEARCH_DENSE, &h, &n, &err) == SB_OK, "%s", err.msg);
+    double dt = sb_time_sec() - t0;
+    bool found = n == 1 && strstr(h[0].path, "osprey.txt");
+    sb_hits_free(h, n);
+    if (dt < 0.9) CHECK(found, "the other handle finds the new document at once (%.2f s after its last look)", dt);
+    else SKIP("the ingest took %.2f s: the once-a-second look, not NOTIFY, may have found it", dt);
+    sb_store_close(a);
+    sb_store_close(b);
+    sb_encoder_free(enc);
+    unlink(file);
+    rmdir(dir);
+}
+
 int main(void) {
     redaction();
     if (!sb_is_dir(ENC)) {
@@ -268,6 +305,7 @@ int main(void) {
     char u[512];
     snprintf(u, sizeof u, "%s", url);
     run(u);
+    two_handles(u);
     pg_errors(u);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", cache);

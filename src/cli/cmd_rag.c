@@ -62,7 +62,7 @@ int cmd_ingest(int argc, char **argv) {
             printf("usage: sabio ingest --store DIR [-m ENCODER] PATH...\n"
                    "Adds files and folders (txt, md, html, pdf, jsonl, csv) to the store: new files are added, changed\n"
                    "ones re-embedded, unchanged ones skipped, and files gone from an ingested folder removed.\n\n"
-                   "  --store DIR          the store folder (created if needed)\n"
+                   "  --store DIR          the store folder (created if needed), or postgres://USER@HOST/DB\n"
                    "  -m, --model DIR      embedding model (default: the store's, else %s)\n"
                    "  --chunk-tokens N     target chunk size in tokens (default 200)\n"
                    "  --overlap N          tokens repeated between chunks (default 32)\n"
