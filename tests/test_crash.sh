@@ -86,8 +86,10 @@ crash_suite() {
 crash_suite sqlite "$tmp/store"
 if url=$(pg_db sb_crash_$$); then
   crash_suite pg "$url"
+elif [ -n "$(pg_why)" ]; then
+  skip=$((skip + 1)); echo "SKIP test_crash.sh: the PostgreSQL store: $(pg_why)" >&2
 else
-  skip=$((skip + 1)); echo "SKIP test_crash.sh: the PostgreSQL store: no server (run through tests/with_pg, as make test does)" >&2
+  bad "the test server is there but a database could not be made"
 fi
 echo "test_crash.sh: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]

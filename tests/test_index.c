@@ -209,7 +209,7 @@ int main(void) {
     run(NULL);
     const char *why = NULL, *url = test_pg_db("sb_index", &why);
     if (!url) {
-        SKIP("the PostgreSQL store: %s", why);
+        TEST_PG_MISSING(why);
         return TEST_END();
     }
     char cache[64], u[512];

@@ -19,7 +19,6 @@ static void test_pg_quiet(void *arg, const char *msg) {}
 #endif
 
 static const char *test_pg_db(const char *name, const char **why) {
-    static char url[512];
     const char *base = getenv("SABIO_TEST_PG");
     if (!base || !*base) {
         *why = "no PostgreSQL server (run the test through tests/with_pg, as make test does)";
@@ -29,6 +28,7 @@ static const char *test_pg_db(const char *name, const char **why) {
     *why = "built without libpq";
     return NULL;
 #else
+    static char url[512];
     char admin[512], sql[256];
     snprintf(admin, sizeof admin, "%s/postgres", base);
     PGconn *c = PQconnectdb(admin);
@@ -53,5 +53,18 @@ static const char *test_pg_db(const char *name, const char **why) {
     return url;
 #endif
 }
+
+/* test_pg_db gave no database: a failure where a server and libpq are
+ * there (a broken set-up must not pass as a skip), else a skip */
+#ifdef SB_HAVE_PQ
+#define TEST_PG_MISSING(why)                                                                        \
+    do {                                                                                            \
+        const char *pg_ = getenv("SABIO_TEST_PG");                                                  \
+        if (pg_ && *pg_) CHECK(0, "the PostgreSQL store: %s", why);                                \
+        else SKIP("the PostgreSQL store: %s", why);                                                 \
+    } while (0)
+#else
+#define TEST_PG_MISSING(why) SKIP("the PostgreSQL store: %s", why)
+#endif
 
 #endif

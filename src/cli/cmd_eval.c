@@ -215,7 +215,7 @@ int cmd_eval(int argc, char **argv) {
     if (store_dir) {
         store = sb_store_open(store_dir, false, &err);
         if (!store) cli_die("%s", err.msg);
-        if (!sb_store_model(store)) cli_die("%s: the store is empty (run sabio ingest first)", store_dir);
+        if (!sb_store_model(store)) cli_die("%s: the store is empty (run sabio ingest first)", sb_store_name(store));
         emb = embed ? sb_strdup(embed) : sb_aprintf("models/%s", sb_store_model(store));
         enc = sb_encoder_open(emb, &err);
         if (!enc) cli_die("%s", err.msg);

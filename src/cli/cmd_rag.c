@@ -172,7 +172,7 @@ int cmd_search(int argc, char **argv) {
     sb_err err = {0};
     sb_store *s = sb_store_open(store, false, &err);
     if (!s) cli_die("%s", err.msg);
-    if (!sb_store_model(s)) cli_die("%s: the store is empty", store);
+    if (!sb_store_model(s)) cli_die("%s: the store is empty", sb_store_name(s));
     char *fallback = sb_aprintf("models/%s", sb_store_model(s));
     sb_encoder *enc = open_encoder(model ? model : fallback);
     char *id = cli_model_id(model ? model : fallback);
@@ -405,7 +405,7 @@ int cmd_ask(int argc, char **argv) {
     sb_err err = {0};
     sb_store *s = sb_store_open(store, false, &err);
     if (!s) cli_die("%s", err.msg);
-    if (!sb_store_model(s)) cli_die("%s: the store is empty (run sabio ingest first)", store);
+    if (!sb_store_model(s)) cli_die("%s: the store is empty (run sabio ingest first)", sb_store_name(s));
     char *fallback = sb_aprintf("models/%s", sb_store_model(s));
     sb_encoder *enc = open_encoder(embed ? embed : fallback);
     char *id = cli_model_id(embed ? embed : fallback);

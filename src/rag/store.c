@@ -58,6 +58,7 @@ void sb_store_close(sb_store *s) {
 
 const char *sb_store_errmsg(const sb_store *s) { return s->err.msg; }
 const char *sb_store_model(const sb_store *s) { return s->model; }
+const char *sb_store_name(const sb_store *s) { return s->dir; }
 const char *sb_store_index_path(const sb_store *s) { return s->index_path; }
 
 sb_status sb_store_bind_model(sb_store *s, const char *model_id, int dim, sb_err *err) {

@@ -31,6 +31,9 @@ const char *sb_store_errmsg(const sb_store *s);
 /* The embedding model: recorded on first use; later a different model or
  * dimension is an error naming both. model_id may be NULL to only read it. */
 sb_status sb_store_bind_model(sb_store *s, const char *model_id, int dim, sb_err *err);
+/* The store's name for messages: its folder, or its URL with the password
+ * replaced by "***". */
+const char *sb_store_name(const sb_store *s);
 /* The model path the store was built with (NULL if none yet). */
 const char *sb_store_model(const sb_store *s);
 

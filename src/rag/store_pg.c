@@ -98,6 +98,7 @@ typedef struct pg_be {
     char *secret[2]; /* the URL's passwords as written, scrubbed from libpq's messages */
     int64_t seq;     /* the change sequence applied to s->ids */
     bool loaded;     /* s->ids holds a full read */
+    bool in_tx;      /* inside BEGIN ... COMMIT: a lost connection is not re-made (the rest would autocommit) */
     double last_poll;
 } pg_be;
 
@@ -157,10 +158,12 @@ static sb_status pg_err(sb_store *s, sb_err *err, const char *what, const PGresu
     return sb_err_set(err, SB_ERR_IO, "%s: %s: %s", s->dir, what, m);
 }
 
-/* The connection, re-established if it was lost (a server restart). */
+/* The connection, re-established if it was lost (a server restart) outside
+ * a transaction. */
 static bool alive(sb_store *s) {
     pg_be *b = BE(s);
     if (PQstatus(b->c) == CONNECTION_OK) return true;
+    if (b->in_tx) return false;
     PQreset(b->c);
     if (PQstatus(b->c) != CONNECTION_OK) return false;
     PQclear(PQexec(b->c, "LISTEN sabio_changes"));
@@ -186,6 +189,17 @@ static bool run_ok(sb_store *s, const char *what, const char *sql, sb_err *err) 
     PGresult *r = run(s, what, sql, 0, NULL, err);
     PQclear(r);
     return r != NULL;
+}
+
+static bool begin(sb_store *s, const char *what, const char *sql, sb_err *err) {
+    return (BE(s)->in_tx = run_ok(s, what, sql, err));
+}
+
+/* COMMIT (commit true) or ROLLBACK */
+static bool end(sb_store *s, bool commit, sb_err *err) {
+    bool ok = commit ? run_ok(s, "committing", "COMMIT", err) : (PQclear(PQexec(BE(s)->c, "ROLLBACK")), true);
+    BE(s)->in_tx = false;
+    return ok;
 }
 
 static void close_pg(sb_store *s) {
@@ -228,7 +242,7 @@ static const char *LOCK_WRITE_SQL = "SELECT pg_advisory_xact_lock(1521549314)";
 
 static sb_status put_doc(sb_store *s, const sb_doc *d, const char *hash, int64_t mtime, int64_t size,
                          const sb_chunk *ch, size_t n, const float *emb, int dim, sb_err *err) {
-    if (!run_ok(s, "starting the ingest", "BEGIN", err)) return SB_ERR_IO;
+    if (!begin(s, "starting the ingest", "BEGIN", err)) return SB_ERR_IO;
     sb_status st = SB_ERR_IO;
     PGresult *r = NULL;
     char mt[24], sz[24];
@@ -275,24 +289,23 @@ static sb_status put_doc(sb_store *s, const sb_doc *d, const char *hash, int64_t
         PQclear(r);
         r = NULL;
     }
-    if (run_ok(s, "notifying the nodes", "NOTIFY sabio_changes", err) && run_ok(s, "committing", "COMMIT", err))
-        st = SB_OK;
+    if (run_ok(s, "notifying the nodes", "NOTIFY sabio_changes", err) && end(s, true, err)) st = SB_OK;
 out:
     PQclear(r);
-    if (st != SB_OK) PQclear(PQexec(BE(s)->c, "ROLLBACK"));
+    if (st != SB_OK) end(s, false, NULL);
     return st;
 }
 
 static sb_status remove_doc(sb_store *s, const char *path, bool *found, sb_err *err) {
-    if (!run_ok(s, "starting the removal", "BEGIN", err)) return SB_ERR_IO;
+    if (!begin(s, "starting the removal", "BEGIN", err)) return SB_ERR_IO;
     const char *v[1] = {path};
     PGresult *r = NULL;
     bool ok = run_ok(s, "waiting for the write lock", LOCK_WRITE_SQL, err) &&
               (r = run(s, "removing", "DELETE FROM sabio_documents WHERE path = $1", 1, v, err)) &&
-              run_ok(s, "notifying the nodes", "NOTIFY sabio_changes", err) && run_ok(s, "committing", "COMMIT", err);
+              run_ok(s, "notifying the nodes", "NOTIFY sabio_changes", err) && end(s, true, err);
     *found = ok && atoll(PQcmdTuples(r)) > 0;
     PQclear(r);
-    if (!ok) PQclear(PQexec(BE(s)->c, "ROLLBACK"));
+    if (!ok) end(s, false, NULL);
     return ok ? SB_OK : SB_ERR_IO;
 }
 
@@ -326,7 +339,7 @@ static sb_status full_load(sb_store *s, sb_err *err) {
     pg_be *b = BE(s);
     PGresult *r = NULL, *q = NULL;
     sb_status st = SB_ERR_IO;
-    if (!run_ok(s, "reading chunk ids", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err)) return st;
+    if (!begin(s, "reading chunk ids", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err)) return st;
     if ((r = run(s, "reading the change sequence", "SELECT coalesce(max(seq), 0) FROM sabio_changes", 0, NULL, err)) &&
         (q = run(s, "reading chunk ids", "SELECT id, doc_id FROM sabio_chunks ORDER BY id", 0, NULL, err))) {
         s->n_ids = 0;
@@ -339,7 +352,7 @@ static sb_status full_load(sb_store *s, sb_err *err) {
     }
     PQclear(r);
     PQclear(q);
-    PQclear(PQexec(b->c, "COMMIT"));
+    end(s, false, NULL); /* read only: nothing to commit */
     changed(s);
     return st;
 }

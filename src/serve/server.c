@@ -873,7 +873,7 @@ static bool open_all(server *sv, char *why, size_t why_n) {
         if (!(s->store = sb_store_open(s->dir, false, &err))) return free(enc_path), snprintf(why, why_n, "%s", err.msg), false;
         sv->n_stores++;
         if (!sb_store_model(s->store))
-            return free(enc_path), snprintf(why, why_n, "%s: the store is empty (run sabio ingest first)", s->dir), false;
+            return free(enc_path), snprintf(why, why_n, "%s: the store is empty (run sabio ingest first)", sb_store_name(s->store)), false;
         if (!enc_path) enc_path = sb_aprintf("models/%s", sb_store_model(s->store));
     }
     if (enc_path) {
