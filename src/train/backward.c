@@ -41,6 +41,7 @@ typedef struct layer_acts {
     float *gu;     /* (N, 2F) gate | up */
     float *h;      /* (N, F) silu(gate) * up */
     float *u[SB_LORA_N_MOD]; /* (N, r) dropout(x) A^T of each adapted module */
+    uint8_t *mask[SB_LORA_N_MOD]; /* (N, n_in) its dropout mask (1 kept), with dropout */
 } layer_acts;
 
 struct sb_train_ws {
@@ -69,6 +70,7 @@ struct sb_train_ws {
     float *tmp;         /* (N, max width) */
     float *dP_th;       /* (threads, max_seq, max_seq) one head's dP per thread */
     double *row_loss;   /* (N) cross-entropy of each logits row */
+    uint8_t *masks;     /* the slab of the dropout masks */
     int32_t *pos;       /* (N) position of each row in its sequence */
     int32_t *seq_of;    /* (N) sequence of each row */
     sb_frozen_ws *fz;   /* frozen products, and the threads */
@@ -116,9 +118,13 @@ sb_train_ws *sb_train_ws_new(const sb_model *m, sb_lora *lora, int max_rows, int
     layer_acts *acts = sb_calloc((size_t)n_sets, sizeof *acts);
     int32_t *rows = sb_calloc(3 * N, sizeof(int32_t));
     double *row_loss = sb_calloc(N, sizeof(double));
+    size_t mask_bytes = 0;
+    for (int i = 0; i < SB_LORA_N_MOD; i++)
+        if (mods & 1u << i && lora->cfg.dropout > 0) mask_bytes += N * (size_t)lora->mats[i].n_in;
+    uint8_t *masks = mask_bytes ? sb_calloc((size_t)n_sets * mask_bytes, 1) : NULL;
     sb_frozen_ws *fz = sb_frozen_ws_new(nth, max_rows, (int64_t)W, (int64_t)(V > W ? V : W), false, err);
-    if (!ws || !s || !acts || !rows || !row_loss || !fz) {
-        free(ws), free(s), free(acts), free(rows), free(row_loss);
+    if (!ws || !s || !acts || !rows || !row_loss || !fz || (mask_bytes && !masks)) {
+        free(ws), free(s), free(acts), free(rows), free(row_loss), free(masks);
         sb_frozen_ws_free(fz);
         sb_err_set(err, SB_ERR_NOMEM, "out of memory for the training activations (%.1f MiB)",
                    (double)total * 4 / (1 << 20));
@@ -128,7 +134,8 @@ sb_train_ws *sb_train_ws_new(const sb_model *m, sb_lora *lora, int max_rows, int
     ws->n_sets = n_sets, ws->acts = acts, ws->rows = rows, ws->slab = s;
     ws->pos = rows + N, ws->seq_of = rows + 2 * N;
     ws->fz = fz, ws->pool = sb_frozen_pool(fz), ws->nth = nth;
-    ws->bytes = total * sizeof(float);
+    ws->bytes = total * sizeof(float) + (size_t)n_sets * mask_bytes;
+    ws->masks = masks;
     for (int k = 0; k < n_sets; k++) {
         layer_acts *a = &acts[k];
         a->rstd1 = s, s += N;
@@ -143,6 +150,8 @@ sb_train_ws *sb_train_ws_new(const sb_model *m, sb_lora *lora, int max_rows, int
         a->h = s, s += N * F;
         for (int i = 0; i < SB_LORA_N_MOD; i++)
             if (mods & 1u << i) a->u[i] = s, s += N * r;
+        for (int i = 0; i < SB_LORA_N_MOD && masks; i++)
+            if (mods & 1u << i) a->mask[i] = masks, masks += N * (size_t)lora->mats[i].n_in;
     }
     ws->x_layer = s, s += (L + 1) * N * D;
     ws->xf = s, s += N * D;
@@ -173,6 +182,7 @@ void sb_train_ws_free(sb_train_ws *ws) {
     free(ws->acts);
     free(ws->rows);
     free(ws->row_loss);
+    free(ws->masks);
     free(ws);
 }
 
@@ -243,6 +253,7 @@ struct rows_job {
     const float *x; /* the layer's input, or an operand */
     float *y;       /* an output */
     const float *w; /* a norm's weight */
+    uint8_t *mask;  /* a dropout mask */
     float *rstd;    /* a norm's 1/rms per row */
     int layer, mod, n;
     int rows;       /* rows to split: 0 for N */
@@ -267,37 +278,51 @@ static uint64_t dropout_seed(const sb_train_ws *ws, int layer, int mod) {
     return sb_rng_at(ws->drop_seed, (uint64_t)layer * SB_LORA_N_MOD + (uint64_t)mod);
 }
 
-/* Whether element i is kept: 16 bits of the draw i / 4 against p (p in
- * steps of 1/65536). */
-static inline bool dropout_keep(uint64_t seed, size_t i, uint32_t p16) {
-    return (uint32_t)((sb_rng_at(seed, i >> 2) >> ((i & 3) * 16)) & 0xFFFF) >= p16;
-}
-
 static uint32_t dropout_p16(float p) { return (uint32_t)lrintf(p * 65536.0f); }
 
+/* The forward pass draws the mask of (layer, module) into j->mask and
+ * applies it: element i is kept when bits 16 (i % 4) .. of draw i / 4 are
+ * >= p (in steps of 1/65536). */
 static void dropout_rows(const rows_job *j, int r0, int r1) {
     const float p = j->ws->lora->cfg.dropout, keep = 1.0f / (1.0f - p);
     const uint64_t seed = dropout_seed(j->ws, j->layer, j->mod);
     const uint32_t p16 = dropout_p16(p);
-    for (size_t i = (size_t)r0 * (size_t)j->n; i < (size_t)r1 * (size_t)j->n; i++)
-        j->y[i] = dropout_keep(seed, i, p16) ? j->x[i] * keep : 0.0f;
+    const size_t end = (size_t)r1 * (size_t)j->n;
+    for (size_t i = (size_t)r0 * (size_t)j->n; i < end;) {
+        const uint64_t r = sb_rng_at(seed, i >> 2);
+        const size_t e = ((i | 3) + 1) < end ? (i | 3) + 1 : end;
+        for (; i < e; i++) {
+            const bool k = (uint32_t)((r >> ((i & 3) * 16)) & 0xFFFF) >= p16;
+            j->mask[i] = k;
+            j->y[i] = k ? j->x[i] * keep : 0.0f;
+        }
+    }
 }
 
-static const float *dropout_in(sb_train_ws *ws, int layer, int mod, const float *x, int n_in) {
+/* The backward pass re-applies the stored mask: y = x masked (add 0) or y +=
+ * x masked (add 1, the backward of the mask itself). */
+static void mask_rows(const rows_job *j, int r0, int r1) {
+    const float keep = 1.0f / (1.0f - j->ws->lora->cfg.dropout);
+    const uint8_t *m = j->mask;
+    float *y = j->y;
+    const float *x = j->x;
+    const size_t end = (size_t)r1 * (size_t)j->n;
+    if (j->mod)
+        for (size_t i = (size_t)r0 * (size_t)j->n; i < end; i++) y[i] += m[i] ? x[i] * keep : 0.0f;
+    else
+        for (size_t i = (size_t)r0 * (size_t)j->n; i < end; i++) y[i] = m[i] ? x[i] * keep : 0.0f;
+}
+
+/* dropout(x) into ws->xd (x itself without dropout): drawn in the forward
+ * pass, from a's stored mask in the backward pass. */
+static const float *dropout_in(sb_train_ws *ws, int layer, int mod, const float *x, int n_in, layer_acts *a,
+                               bool draw) {
     const float p = ws->lora->cfg.dropout;
     if (!ws->dropout_on || p <= 0) return x;
-    rows_job j = {.ws = ws, .fn = dropout_rows, .x = x, .y = ws->xd, .layer = layer, .mod = mod, .n = n_in};
+    rows_job j = {.ws = ws, .fn = draw ? dropout_rows : mask_rows, .x = x, .y = ws->xd, .mask = a->mask[mod],
+                  .layer = layer, .mod = draw ? mod : 0, .n = n_in};
     par_rows(&j);
     return ws->xd;
-}
-
-/* dx += dropout'(tmp): the same mask and 1/(1-p) */
-static void dropout_bwd_rows(const rows_job *j, int r0, int r1) {
-    const float p = j->ws->lora->cfg.dropout, keep = 1.0f / (1.0f - p);
-    const uint64_t seed = dropout_seed(j->ws, j->layer, j->mod);
-    const uint32_t p16 = dropout_p16(p);
-    for (size_t i = (size_t)r0 * (size_t)j->n; i < (size_t)r1 * (size_t)j->n; i++)
-        if (dropout_keep(seed, i, p16)) j->y[i] += j->x[i] * keep;
 }
 
 /* y[:, 0:n_out] = x W^T + scale * (dropout(x) A^T) B^T, keeping u = dropout(x) A^T.
@@ -309,7 +334,7 @@ static void linear_fwd(sb_train_ws *ws, const sb_tensor *w, int layer, int mod, 
     const sb_lora_mat *lm = &ws->lora->mats[(size_t)layer * SB_LORA_N_MOD + mod];
     if (!lm->A) return;
     const int r = ws->lora->cfg.r;
-    const float *xd = dropout_in(ws, layer, mod, x, n_in);
+    const float *xd = dropout_in(ws, layer, mod, x, n_in, a, true);
     sgemm_par(ws, CblasNoTrans, CblasTrans, N, r, n_in, 1.0f, xd, n_in, lm->A, n_in, 0.0f, a->u[mod], r);
     sgemm_par(ws, CblasNoTrans, CblasTrans, N, n_out, r, ws->lora->scale, a->u[mod], r, lm->B, r, 1.0f, y, ldy);
 }
@@ -327,7 +352,7 @@ static void linear_bwd(sb_train_ws *ws, const sb_tensor *w, int layer, int mod, 
     const float s = ws->lora->scale;
     sgemm_par(ws, CblasTrans, CblasNoTrans, n_out, r, N, s, dy, lddy, a->u[mod], r, 1.0f, lm->dB, r);
     sgemm_par(ws, CblasNoTrans, CblasNoTrans, N, r, n_out, s, dy, lddy, lm->B, r, 0.0f, ws->du, r);
-    const float *xd = dropout_in(ws, layer, mod, x, n_in);
+    const float *xd = dropout_in(ws, layer, mod, x, n_in, a, false);
     sgemm_par(ws, CblasTrans, CblasNoTrans, r, n_in, N, 1.0f, ws->du, r, xd, n_in, 1.0f, lm->dA, n_in);
     if (xd == x) {
         sgemm_par(ws, CblasNoTrans, CblasNoTrans, N, n_in, r, 1.0f, ws->du, r, lm->A, n_in, 1.0f, dx, n_in);
@@ -335,7 +360,7 @@ static void linear_bwd(sb_train_ws *ws, const sb_tensor *w, int layer, int mod, 
     }
     /* dropout backward: the same mask and 1/(1-p) (xd is x masked and scaled) */
     sgemm_par(ws, CblasNoTrans, CblasNoTrans, N, n_in, r, 1.0f, ws->du, r, lm->A, n_in, 0.0f, ws->tmp, n_in);
-    rows_job j = {.ws = ws, .fn = dropout_bwd_rows, .x = ws->tmp, .y = dx, .layer = layer, .mod = mod, .n = n_in};
+    rows_job j = {.ws = ws, .fn = mask_rows, .x = ws->tmp, .y = dx, .mask = a->mask[mod], .mod = 1, .n = n_in};
     par_rows(&j);
 }
 
