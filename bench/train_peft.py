@@ -6,7 +6,11 @@ per step; median seconds per step after one warm-up step, peak RSS. With
 --make it first writes the random Phi-3-shaped model (~106M parameters,
 float32 safetensors) that both engines read.
 
-    train_peft.py MODEL_DIR B T THREADS STEPS R TARGETS [--make]
+    train_peft.py MODEL_DIR B T THREADS STEPS R TARGETS [--make] [--autocast-bf16]
+
+--autocast-bf16: forward under torch.autocast("cpu", torch.bfloat16) (PyTorch's
+own mixed precision on CPU: matmuls in bf16), for comparison with sabio's
+BF16 frozen products; without it everything is float32 (bench/train's peer).
 """
 import json
 import os
@@ -48,10 +52,12 @@ def main():
     ids = torch.randint(0, model.config.vocab_size, (B, T), generator=g)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+    autocast = "--autocast-bf16" in sys.argv
     times, cpu = [], []
     for s in range(steps + 1):
         t0, c0 = time.perf_counter(), time.process_time()
-        loss = model(input_ids=ids, labels=ids).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -60,7 +66,7 @@ def main():
         cpu.append(time.process_time() - c0)
         print(f"peft step {s}: {times[-1]:.2f} s (CPU {cpu[-1]:.2f} s), loss {loss.item():.4f}", file=sys.stderr)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"engine": "peft", "s_per_step": round(statistics.median(times[1:]), 3),
+    print(json.dumps({"engine": "peft", "compute": "autocast-bf16" if autocast else "f32", "s_per_step": round(statistics.median(times[1:]), 3),
                       "cpu_s_per_step": round(statistics.median(cpu[1:]), 3),
                       "peak_rss_mib": round(rss), "loss": round(loss.item(), 4),
                       "lora_params": sum(p.numel() for p in params)}))

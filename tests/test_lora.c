@@ -18,6 +18,7 @@
 #include "test.h"
 #include "model/lora.h"
 #include "train/adapter.h"
+#include "train/frozen.h"
 #include "train/train.h"
 
 static const sb_tensor *find(const sb_safetensors *st, const char *name, sb_tensor *t) {
@@ -216,6 +217,23 @@ static void check_bf16(refcase *c, const char *name, const sb_batch *b, const fl
     sb_train_ws_free(ws);
 }
 
+/* Three threads (products split by output panels, rows and attention heads)
+ * give the one-thread gradients up to sgemm's blocking. */
+static void check_threads(refcase *c, const char *name, const sb_batch *b, const float *grads1) {
+    sb_err err = {0};
+    sb_frozen_set_threads(3);
+    sb_train_ws *ws = sb_train_ws_new(c->m, c->lora, c->n_seq * c->T, c->T, true, &err);
+    sb_frozen_set_threads(1);
+    CHECK(ws != NULL, "%s threads: %s", name, err.msg);
+    if (!ws) return;
+    memset(c->lora->grads, 0, c->lora->n_params * sizeof(float));
+    CHECK(sb_train_step(ws, b, true, 1.0f / (float)c->n_tgt, 0, NULL, NULL, NULL, &err) == SB_OK, "%s", err.msg);
+    double ref, d = max_abs_diff(c->lora->grads, grads1, c->lora->n_params, &ref);
+    CHECK(d <= 1e-5 * ref, "%s: 3 threads change the gradients by %.3g (max %.3g)", name, d, ref);
+    fprintf(stderr, "%s: 3 threads, gradients max diff %.2e (max %.2e)\n", name, d, ref);
+    sb_train_ws_free(ws);
+}
+
 static void run_case(const char *name) {
     refcase c;
     if (!open_case(&c, name)) {
@@ -243,6 +261,7 @@ static void run_case(const char *name) {
             CHECK(!memcmp(grads0, c.lora->grads, c.lora->n_params * sizeof(float)),
                   "%s: gradient checkpointing changes the gradients", name);
             check_bf16(&c, name, &b, logits, loss_f32, grads0);
+            check_threads(&c, name, &b, grads0);
             break;
         }
         memcpy(grads0, c.lora->grads, c.lora->n_params * sizeof(float));

@@ -78,5 +78,16 @@ g3=$("$SABIO" generate -m "$tmp/merged.gguf" -p "$P" -e --special -n 12 --temp 0
 [ "$g1" != "$g0" ] && ok || bad "the adapter changes nothing: '$g1'"
 g4=$("$SABIO" generate -m "$M" --lora-scaled "$tmp/a" 0 -p "$P" -e --special -n 12 --temp 0 2>/dev/null)
 [ "$g4" = "$g0" ] && ok || bad "--lora-scaled 0 differs from no adapter"
+# --bf16 (frozen products in BF16): the same run's validation losses within 1% of the F32 run's
+B=(-m "$M" --data "$tmp/train.jsonl" --val "$tmp/val.jsonl" --steps 40 --batch 2 -c 64 --lora-r 4 --lr 1e-3 --seed 7
+   -t 1 --eval-every 20)
+"$SABIO" tune "${B[@]}" -o "$tmp/f32" 2>"$tmp/f32.log" && "$SABIO" tune "${B[@]}" --bf16 -o "$tmp/bf16" 2>"$tmp/bf16.log" \
+  && ok || bad "tune --bf16 failed: $(tail -2 "$tmp/bf16.log")"
+v1=$(grep -o 'val [0-9.]*' "$tmp/f32.log" | tail -1 | cut -d' ' -f2)
+v0=$(grep -o 'val [0-9.]*' "$tmp/f32.log" | head -1 | cut -d' ' -f2)
+v2=$(grep -o 'val [0-9.]*' "$tmp/bf16.log" | tail -1 | cut -d' ' -f2)
+awk -v a="$v1" -v b="$v2" -v z="$v0" 'BEGIN { d = a - b; exit !(a < z && (d < 0 ? -d : d) <= 0.01 * a) }' && ok \
+  || bad "--bf16 validation loss $v2 vs F32 $v1 (before training $v0)"
+echo "test_tune.sh: --bf16 validation loss $v2, F32 $v1 (before training $v0)" >&2
 echo "test_tune.sh: $pass passed, $fail failed, 0 skipped"
 [ "$fail" -eq 0 ]

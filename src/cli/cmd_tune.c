@@ -112,6 +112,7 @@ static const char tune_help[] =
     "  --warmup N              linear warm-up steps (default 0)\n"
     "  --schedule S            cosine, linear or constant after warm-up (default cosine)\n"
     "  --grad-checkpoint       recompute each layer in the backward pass (less memory)\n"
+    "  --bf16                  frozen-base products in BF16 (about 2x faster; LoRA, attention, loss stay f32)\n"
     "  --qlora                 QLoRA: the frozen base's linear weights in NF4 with double quantization\n"
     "                          (blocks of 64, as bitsandbytes; a bitsandbytes 4-bit checkpoint is used as is)\n"
     "  --eval-every N          steps between validation losses (default: 10 per run)\n"
@@ -179,6 +180,7 @@ int cmd_tune(int argc, char **argv) {
             if (s < 0) cli_die("--schedule: '%s' is not cosine, linear or constant", v);
             o.schedule = (sb_schedule)s;
         } else if (cli_is(a, "--grad-checkpoint")) o.grad_checkpoint = true;
+        else if (cli_is(a, "--bf16")) o.bf16 = true;
         else if (cli_is(a, "--qlora")) qlora = true;
         else if (cli_is(a, "--eval-every")) o.eval_every = cli_long(a, cli_value(argc, argv, &i), 1, 1L << 40);
         else if (cli_is(a, "--save-every")) o.save_every = cli_long(a, cli_value(argc, argv, &i), 1, 1L << 40);

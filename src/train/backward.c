@@ -421,9 +421,14 @@ static size_t p_offset(const sb_train_ws *ws, int s) {
     return off * (size_t)ws->m->cfg.n_head;
 }
 
+/* Causal attention by blocks of ATT_BLOCK query rows: block [t0, t1) reads
+ * keys 0..t1 only, so the products skip the masked upper triangle beyond
+ * the diagonal blocks (about half the work for T = 256). */
+#define ATT_BLOCK 64
+
 /* attn = softmax(q k^T * head_dim^-0.5 + causal/sliding mask) v of sequence
  * s, query heads of kv head g (query head h reads kv head h / n_rep,
- * repeat_kv). */
+ * repeat_kv). Row t of P holds its weights in 0..t, zeros after. */
 static void attention_fwd_one(sb_train_ws *ws, layer_acts *a, int s, int g, size_t row0) {
     const sb_model_config *p = &ws->m->cfg;
     const int Hd = p->head_dim, nq = p->n_head * Hd, nkv = p->n_head_kv * Hd, W = qkv_width(p);
@@ -434,17 +439,21 @@ static void attention_fwd_one(sb_train_ws *ws, layer_acts *a, int s, int g, size
     float *P = a->P + p_offset(ws, s);
     for (int h = g * n_rep; h < (g + 1) * n_rep; h++) {
         float *Ph = P + (size_t)h * T * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Hd, scale, q + h * Hd, W, k + g * Hd, W, 0.0f, Ph,
-                    T);
-        for (int t = 0; t < T; t++) {
-            float *row = Ph + (size_t)t * T;
-            int t0 = win > 0 && t - win + 1 > 0 ? t - win + 1 : 0;
-            for (int j = 0; j < t0; j++) row[j] = 0;
-            sb_softmax(row + t0, t - t0 + 1);
-            for (int j = t + 1; j < T; j++) row[j] = 0;
+        for (int b0 = 0; b0 < T; b0 += ATT_BLOCK) {
+            const int b1 = b0 + ATT_BLOCK < T ? b0 + ATT_BLOCK : T;
+            float *Pb = Ph + (size_t)b0 * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b1 - b0, b1, Hd, scale, q + (size_t)b0 * W + h * Hd,
+                        W, k + g * Hd, W, 0.0f, Pb, T);
+            for (int t = b0; t < b1; t++) {
+                float *row = Ph + (size_t)t * T;
+                int t0 = win > 0 && t - win + 1 > 0 ? t - win + 1 : 0;
+                for (int j = 0; j < t0; j++) row[j] = 0;
+                sb_softmax(row + t0, t - t0 + 1);
+                for (int j = t + 1; j < T; j++) row[j] = 0;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b1 - b0, Hd, b1, 1.0f, Pb, T, v + g * Hd, W, 0.0f,
+                        a->att + (row0 + b0) * nq + h * Hd, nq);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Hd, T, 1.0f, Ph, T, v + g * Hd, W, 0.0f,
-                    a->att + row0 * nq + h * Hd, nq);
     }
 }
 
@@ -462,24 +471,30 @@ static void attention_bwd_one(sb_train_ws *ws, layer_acts *a, int s, int g, size
     const float *dO = ws->datt + row0 * nq;
     for (int h = g * n_rep; h < (g + 1) * n_rep; h++) {
         const float *Ph = P + (size_t)h * T * T;
-        /* dP = dO v^T ; dv += P^T dO */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, Hd, 1.0f, dO + h * Hd, nq, v + g * Hd, W, 0.0f, dP,
-                    T);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Hd, T, 1.0f, Ph, T, dO + h * Hd, nq, 1.0f, dv + g * Hd,
-                    W);
-        /* softmax backward: dS = P * (dP - sum_j P dP), times the score scale */
-        for (int t = 0; t < T; t++) {
-            const float *pr = Ph + (size_t)t * T;
-            float *dr = dP + (size_t)t * T;
-            double dot = 0;
-            for (int j = 0; j <= t; j++) dot += (double)pr[j] * dr[j];
-            for (int j = 0; j < T; j++) dr[j] = pr[j] * (dr[j] - (float)dot) * scale;
+        for (int b0 = 0; b0 < T; b0 += ATT_BLOCK) {
+            const int b1 = b0 + ATT_BLOCK < T ? b0 + ATT_BLOCK : T, m = b1 - b0;
+            const float *Pb = Ph + (size_t)b0 * T, *dOb = dO + (size_t)b0 * nq + h * Hd;
+            float *dPb = dP + (size_t)b0 * T;
+            /* dP = dO v^T ; dv += P^T dO (keys 0..b1) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, b1, Hd, 1.0f, dOb, nq, v + g * Hd, W, 0.0f, dPb,
+                        T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, b1, Hd, m, 1.0f, Pb, T, dOb, nq, 1.0f, dv + g * Hd,
+                        W);
+            /* softmax backward: dS = P * (dP - sum_j P dP), times the score scale (zero after t) */
+            for (int t = b0; t < b1; t++) {
+                const float *pr = Ph + (size_t)t * T;
+                float *dr = dP + (size_t)t * T;
+                double dot = 0;
+                for (int j = 0; j <= t; j++) dot += (double)pr[j] * dr[j];
+                for (int j = 0; j <= t; j++) dr[j] = pr[j] * (dr[j] - (float)dot) * scale;
+                for (int j = t + 1; j < b1; j++) dr[j] = 0;
+            }
+            /* dq = dS k ; dk += dS^T q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, Hd, b1, 1.0f, dPb, T, k + g * Hd, W, 1.0f,
+                        dq + (size_t)b0 * W + h * Hd, W);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, b1, Hd, m, 1.0f, dPb, T, q + (size_t)b0 * W + h * Hd,
+                        W, 1.0f, dk + g * Hd, W);
         }
-        /* dq = dS k ; dk += dS^T q */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Hd, T, 1.0f, dP, T, k + g * Hd, W, 1.0f, dq + h * Hd,
-                    W);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, Hd, T, 1.0f, dP, T, q + h * Hd, W, 1.0f, dk + g * Hd,
-                    W);
     }
 }
 

@@ -30,7 +30,7 @@
 
 #define SB_FROZEN_TILE 256      /* f32 path: rows dequantized per sgemm */
 #define SB_FROZEN_BF16_ROWS 128 /* bf16 path, Y = X W^T: output rows packed at a time */
-#define SB_FROZEN_BF16_K 256    /* bf16 path, dX = dY W: rows of W (the sum) packed at a time */
+#define SB_FROZEN_BF16_K 512    /* bf16 path, dX = dY W: rows of W (the sum) packed at a time */
 
 typedef struct sb_frozen_ws sb_frozen_ws;
 

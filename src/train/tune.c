@@ -155,6 +155,7 @@ static void fingerprint(char *out, size_t n, const sb_lora *l, const sb_tune_opt
              (double)o->lr, (double)o->weight_decay, (double)o->beta1, (double)o->beta2, (double)o->eps,
              (double)o->max_grad_norm, (long long)total, o->batch, o->grad_accum, (long long)o->warmup, o->schedule,
              o->max_len, (unsigned long long)o->seed, d->n, (long long)d->offset[d->n]);
+    if (o->bf16) snprintf(out + strlen(out), n - strlen(out), " bf16=1");
 }
 
 static sb_status save_ckpt(const char *path, const char *fp, const sb_lora *l, const sb_adamw *opt, int64_t step,
@@ -325,7 +326,7 @@ sb_status sb_tune(const sb_model *m, const sb_dataset *train, const sb_dataset *
     if ((st = sb_adamw_init(&opt, l->n_params, o->lr, err)) != SB_OK) goto done;
     opt.beta1 = o->beta1, opt.beta2 = o->beta2, opt.eps = o->eps, opt.weight_decay = o->weight_decay;
     ws = sb_train_ws_new(m, l, o->batch * o->max_len, o->max_len, o->grad_checkpoint, err);
-    if (!ws) {
+    if (!ws || sb_train_ws_set_bf16(ws, o->bf16, err) != SB_OK) {
         st = err->code;
         goto done;
     }

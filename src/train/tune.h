@@ -36,6 +36,7 @@ typedef struct sb_tune_opts {
     sb_schedule schedule;
     int max_len;           /* tokens per sequence */
     bool grad_checkpoint;
+    bool bf16;             /* frozen-base products in BF16 (sb_train_ws_set_bf16), validation losses too */
     int threads;
     uint64_t seed;
     int64_t eval_every;    /* steps between validation losses (0: 10 evaluations per run) */
