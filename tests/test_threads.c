@@ -60,6 +60,14 @@ int main(void) {
         decode_logits(m, t, ids, 6, b, nv);
         CHECK(!memcmp(a, b, sizeof(float) * 2 * nv), "logits with %d threads differ from 1 thread", t);
     }
+    /* a prompt of 40: the long-prompt path (8-bit panels, attention in blocks) */
+    int32_t long_ids[40];
+    for (int i = 0; i < 40; i++) long_ids[i] = (int32_t)((i * 7919 + 13) % nv);
+    decode_logits(m, 1, long_ids, 40, a, nv);
+    for (int t = 2; t <= 3; t++) {
+        decode_logits(m, t, long_ids, 40, b, nv);
+        CHECK(!memcmp(a, b, sizeof(float) * 2 * nv), "40-token prompt: logits with %d threads differ from 1 thread", t);
+    }
     free(a);
     free(b);
     sb_model_free(m);

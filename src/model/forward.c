@@ -272,6 +272,40 @@ static void mv_logits(sb_ctx *c, const sb_tensor *w, const float *x, float *y, i
     mv_as(c, w, x, y, n, SB_F32);
 }
 
+/* Per-row steps of a prompt batch (norms, SwiGLU, activation quantizing),
+ * rows split over the threads; each row is computed alike in any thread. */
+typedef struct rows_task {
+    int op; /* ROW_NORM, ROW_SWIGLU, ROW_QUANT */
+    int n;
+    const float *x;
+    float *out;
+    const float *weight; /* ROW_NORM: the norm's weight */
+    float eps;
+    const sb_tensor *w; /* ROW_QUANT: the product's weight */
+    void *xq;
+    size_t xq_stride;
+    int width; /* D, F, or the product's input width */
+} rows_task;
+enum { ROW_NORM, ROW_SWIGLU, ROW_QUANT };
+
+static void rows_worker(void *arg, int ith, int nth) {
+    const rows_task *t = arg;
+    const int per = (t->n + nth - 1) / nth, b1 = (ith + 1) * per < t->n ? (ith + 1) * per : t->n;
+    const size_t W = (size_t)t->width;
+    for (int b = ith * per; b < b1; b++) {
+        if (t->op == ROW_NORM) sb_rmsnorm(t->out + b * W, t->x + b * W, t->weight, t->width, t->eps);
+        else if (t->op == ROW_SWIGLU) sb_swiglu(t->out + 2 * b * W, t->x + 2 * b * W, t->x + (2 * b + 1) * W, t->width);
+        else sb_pgemm_quantize(t->w->type, t->x + b * W, (sb_q8p *)(void *)((uint8_t *)t->xq + b * t->xq_stride), t->width);
+    }
+}
+
+/* out row b = rmsnorm(x row b) * weight for b < n (D wide) */
+static void norm_rows(sb_ctx *c, float *out, const float *x, const float *weight, int n) {
+    rows_task t = {.op = ROW_NORM, .n = n, .x = x, .out = out, .weight = weight, .eps = c->m->cfg.rms_eps,
+                   .width = c->m->cfg.n_embd};
+    sb_pool_run(c->pool, rows_worker, &t);
+}
+
 /* Y = X W^T for B rows, output columns split over the threads in whole
  * tiles; each thread dequantizes into its own tile buffer. */
 typedef struct mm_task {
@@ -334,9 +368,9 @@ static void pg_worker(void *arg, int ith, int nth) {
 static void mm_as(sb_ctx *c, const sb_tensor *w, const float *x, int n, float *y, int64_t ldy, int act) {
     const int level = act != SB_F32 && n > SMALL_BATCH && c->prefill_int8 ? sb_pgemm_level(w->type) : -1;
     if (level >= 0) {
-        for (int b = 0; b < n; b++)
-            sb_pgemm_quantize(w->type, x + (size_t)b * (size_t)w->ne[0],
-                              (sb_q8p *)(void *)((uint8_t *)c->xq + (size_t)b * c->xq_stride), w->ne[0]);
+        rows_task q = {.op = ROW_QUANT, .n = n, .x = x, .w = w, .xq = c->xq, .xq_stride = c->xq_stride,
+                       .width = (int)w->ne[0]};
+        sb_pool_run(c->pool, rows_worker, &q);
         pg_task t = {c, w, n, level, y, ldy};
         sb_pool_run(c->pool, pg_worker, &t);
         return;
@@ -522,8 +556,7 @@ static void forward_batch(sb_ctx *c, const int32_t *tokens, int B, int pos0, flo
         const sb_layer *L = &m->layers[l];
         float *kc = c->key_cache + (size_t)l * c->n_ctx * nkv;
         float *vc = c->value_cache + (size_t)l * c->n_ctx * nkv;
-        for (int b = 0; b < B; b++)
-            sb_rmsnorm(c->bxb + (size_t)b * D, c->bx + (size_t)b * D, L->attn_norm, D, p->rms_eps);
+        norm_rows(c, c->bxb, c->bx, L->attn_norm, B);
         if (p->fused_qkv) {
             /* qkv_proj's rows are q | k | v: three views of the fused weight */
             sb_tensor wq = L->wqkv, wk = L->wqkv, wv = L->wqkv;
@@ -559,8 +592,7 @@ static void forward_batch(sb_ctx *c, const int32_t *tokens, int B, int pos0, flo
         mm(c, &L->wo, c->batt, B, c->bxb2, D);
         lora(c, l, SB_LORA_O, c->batt, B, c->bxb2, D, 0, D);
         sb_add(c->bx, c->bxb2, B * D);
-        for (int b = 0; b < B; b++)
-            sb_rmsnorm(c->bxb + (size_t)b * D, c->bx + (size_t)b * D, L->ffn_norm, D, p->rms_eps);
+        norm_rows(c, c->bxb, c->bx, L->ffn_norm, B);
         if (p->fused_gate_up) {
             mm(c, &L->w_gate_up, c->bxb, B, c->bhb, 2 * F);
             lora(c, l, SB_LORA_GATE_UP, c->bxb, B, c->bhb, 2 * F, 0, 2 * F);
@@ -570,10 +602,8 @@ static void forward_batch(sb_ctx *c, const int32_t *tokens, int B, int pos0, flo
             lora(c, l, SB_LORA_GATE, c->bxb, B, c->bhb, 2 * F, 0, F);
             lora(c, l, SB_LORA_UP, c->bxb, B, c->bhb + F, 2 * F, 0, F);
         }
-        for (int b = 0; b < B; b++) {
-            float *hb = c->bhb + (size_t)b * 2 * F;
-            sb_swiglu(hb, hb, hb + F, F);
-        }
+        rows_task sw = {.op = ROW_SWIGLU, .n = B, .x = c->bhb, .out = c->bhb, .width = F};
+        sb_pool_run(c->pool, rows_worker, &sw);
         /* down_proj reads the first F of each 2F-wide row */
         for (int b = 0; b < B; b++) memmove(c->bhb + (size_t)b * F, c->bhb + (size_t)b * 2 * F, (size_t)F * sizeof(float));
         mm(c, &L->w_down, c->bhb, B, c->bxb2, D);

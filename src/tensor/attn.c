@@ -1,9 +1,12 @@
 /*
  * attn.c - attn.h: S = Q K^T * scale over the keys any of the block's rows
  * sees, each row's softmax over its own causal (and sliding-window) range
- * with the rest of the row zero, then O = P V.
+ * with the rest of the row zero, then O = P V. With AVX-512 the softmax
+ * takes e^x from a polynomial (attn_avx512.c, relative error 8e-8 against
+ * libm's expf, which sb_softmax uses otherwise).
  */
 #include "tensor/attn.h"
+#include "tensor/kernels.h"
 #include "tensor/ops.h"
 
 #include <cblas.h>
@@ -15,6 +18,7 @@ void sb_attn_causal(const float *q, int64_t ldq, const float *k, const float *v,
     int lo = 0; /* the first key the first row sees; the last row sees up to pos0 + m - 1 */
     if (window > 0 && pos0 - window + 1 > 0) lo = pos0 - window + 1;
     const int nk = pos0 + m - lo;
+    void (*smax)(float *, int) = sb_isa_supported(SB_ISA_AVX512) ? sb_attn_softmax_avx512 : sb_softmax;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nk, hd, scale, q, (int)ldq, k + (size_t)lo * (size_t)ldkv,
                 (int)ldkv, 0.0f, scratch, nk);
     for (int i = 0; i < m; i++) {
@@ -23,7 +27,7 @@ void sb_attn_causal(const float *q, int64_t ldq, const float *k, const float *v,
         if (window > 0 && pos - window + 1 > 0) t0 = pos - window + 1;
         float *s = scratch + (size_t)i * (size_t)nk;
         memset(s, 0, (size_t)(t0 - lo) * sizeof(float));
-        sb_softmax(s + (t0 - lo), pos - t0 + 1);
+        smax(s + (t0 - lo), pos - t0 + 1);
         memset(s + (pos - lo + 1), 0, (size_t)(nk - (pos - lo + 1)) * sizeof(float));
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, nk, 1.0f, scratch, nk, v + (size_t)lo * (size_t)ldkv,

@@ -17,4 +17,7 @@
 void sb_attn_causal(const float *q, int64_t ldq, const float *k, const float *v, int64_t ldkv, int m, int pos0,
                     int window, float scale, int hd, float *out, int64_t ldo, float *scratch);
 
+/* internal: attn.c's softmax with AVX-512 (attn_avx512.c) */
+void sb_attn_softmax_avx512(float *x, int n);
+
 #endif
