@@ -133,6 +133,12 @@ sb_status sb_store_index_check(sb_store *s, sb_index_report *r, sb_err *err);
  * NULL: kept in memory only. */
 const char *sb_store_index_path(const sb_store *s);
 
+/* Brings this handle up to date with the store: the chunks other writers
+ * (other processes, other nodes) added or removed, and the index or the
+ * exact scan's vectors. Cheap when nothing changed; a server calls it
+ * between requests. */
+sb_status sb_store_sync(sb_store *s, sb_err *err);
+
 typedef struct sb_store_stats {
     int64_t documents, chunks;
     int dim;
