@@ -18,7 +18,8 @@
  * NOTIFY sabio_changes. Embedding is done before the transaction, so several
  * ingesters embed in parallel and only their short commits take turns.
  *
- * Each node (every sb_store handle) LISTENs; before a read it looks for a
+ * Each node (every sb_store handle) LISTENs; before a read (and whenever
+ * sb_store_sync asks: sabio serve does between requests) it looks for a
  * notification without a round trip (and at least once a second asks the
  * table anyway, for connections that lose notifications), then applies the
  * changes since its last one to its chunk list, which its own HNSW index
