@@ -372,13 +372,20 @@ static sb_status refresh(sb_store *s, sb_err *err) {
     if (b->loaded && !s->stale && !notified && now - b->last_poll < 1.0) return SB_OK;
     b->last_poll = now;
     s->stale = false;
-    if (!b->loaded) return full_load(s, err);
+    if (!b->loaded) {
+        sb_status st = full_load(s, err);
+        s->stale = st != SB_OK;
+        return st;
+    }
     char after[24];
     snprintf(after, sizeof after, "%lld", (long long)b->seq);
     const char *v[1] = {after};
     PGresult *r = run(s, "reading the change sequence",
                       "SELECT seq, chunk_id, doc_id, added FROM sabio_changes WHERE seq > $1 ORDER BY seq", 1, v, err);
-    if (!r) return SB_ERR_IO;
+    if (!r) {
+        s->stale = true; /* look again next time */
+        return SB_ERR_IO;
+    }
     int n = PQntuples(r);
     if (!n) {
         PQclear(r);
