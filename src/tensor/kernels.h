@@ -85,4 +85,12 @@ SB_QDOT_DECL(q5_k, avx512)
 #undef SB_QDOT_DECL
 #undef SB_QDOT_ALL
 
+/* Rows 0..nrows-1 of a weight matrix (row r at w + r * row_bytes, n
+ * elements) times quantized activations: y[r] bit-identical to the type's
+ * row kernel at the same level, several rows sharing each activation load
+ * (decode's matrix-vector products). */
+typedef void (*sb_qrows_fn)(const void *w, size_t row_bytes, const void *xq, int64_t n, float *y, int64_t nrows);
+void sb_qrows_q4_0_avx512(const void *w, size_t row_bytes, const void *xq, int64_t n, float *y, int64_t nrows);
+void sb_qrows_q8_0_avx512(const void *w, size_t row_bytes, const void *xq, int64_t n, float *y, int64_t nrows);
+
 #endif

@@ -199,3 +199,128 @@ float sb_qdot_q5_k_avx512(const void *row, const void *xq, int64_t n) {
     }
     return sum;
 }
+
+/* ---- several rows per call: decode's matrix-vector products ----
+ *
+ * The activation pairs are laid out once per call (qs of both blocks in one
+ * register, the -c * sum(x) start of the accumulator, the two scales), then
+ * ROWS weight rows are walked together, each with its own accumulator, so
+ * the activation side is loaded once per ROWS rows and the rows' dependency
+ * chains overlap (QROWS_DEFINE: which rows go together). Per row and pair: one masked 64-byte load, one byte
+ * permute into the register layout of the row kernel above, nibbles by one
+ * GF(2) affine step (low nibble or high nibble shifted down, chosen per
+ * 128-bit lane; GFNI: matvec.c calls Q4_0's version only where the CPU
+ * has it), one vpdpbusd, and the scales by a word permute and one
+ * f16 conversion. Every integer, every scale product and every fused
+ * multiply-add are those of sb_qdot_*_avx512, in the same order: the results
+ * are bit-identical to it (and so to the prompt tiles of qgemm_avx512.c). */
+
+#define QROWS 4          /* rows walked together */
+#define QROWS_PAIRS 256  /* activation pairs laid out on the stack (rows up to 16384) */
+
+typedef struct xpair {
+    __m512i xv; /* qs of blocks 2k, 2k+1 */
+    __m512i xc; /* -c * (sum of each lane's 4 qs): the accumulator's start */
+    __m512 dx;  /* 8 lanes x[2k].d, 8 lanes x[2k+1].d */
+} xpair;
+
+/* c = 8: Q4_0's nibbles enter unsigned (q - 8); c = 128: Q8_0's bytes enter
+ * as w ^ 0x80 = w + 128. */
+static void xpairs(const sb_q8a *x, int64_t nb2, int c, xpair *xp) {
+    const __m512i cv = _mm512_set1_epi8((char)c);
+    for (int64_t k = 0; k < nb2; k++, x += 2) {
+        xp[k].xv = x2(x);
+        xp[k].xc = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), cv, xp[k].xv));
+        xp[k].dx = scale2(x[0].d, x[1].d);
+    }
+}
+
+/* Q4_0, R rows (row r at w + r * rb): pair k of a row is the 36 bytes at
+ * 36k -- d0, qs0 (16), d1, qs1 (16). */
+static inline __attribute__((always_inline, target("gfni"))) void q4_0_rows(const uint8_t *w, size_t rb, const xpair *xp, int64_t nb2,
+                                                              float *acc_out, const int R) {
+    /* words: lanes 0, 1 <- qs0 (bytes 2..17 = words 1..8), lanes 2, 3 <- qs1 (words 10..17) */
+    const __m512i perm = _mm512_set_epi16(17, 16, 15, 14, 13, 12, 11, 10, 17, 16, 15, 14, 13, 12, 11, 10,
+                                          8, 7, 6, 5, 4, 3, 2, 1, 8, 7, 6, 5, 4, 3, 2, 1);
+    /* GF(2) matrices: low nibble (lanes 0, 2), high nibble >> 4 (lanes 1, 3) */
+    const long long lo = 0x0102040800000000ll, hi = 0x1020408000000000ll;
+    const __m512i nib = _mm512_set_epi64(hi, hi, lo, lo, hi, hi, lo, lo);
+    /* words: d0 (word 0) x 8, d1 (word 9) x 8 */
+    const __m256i dperm = _mm256_set_epi16(9, 9, 9, 9, 9, 9, 9, 9, 0, 0, 0, 0, 0, 0, 0, 0);
+    __m512 acc[QROWS];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < nb2; k++) {
+        const __m512i xv = xp[k].xv, xc = xp[k].xc;
+        const __m512 dx = xp[k].dx;
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const __m512i L = _mm512_maskz_loadu_epi8((__mmask64)0xfffffffffull, w + (size_t)r * rb + 36 * k);
+            const __m512i q = _mm512_gf2p8affine_epi64_epi8(_mm512_permutexvar_epi16(perm, L), nib, 0);
+            const __m512i p = _mm512_dpbusd_epi32(xc, q, xv);
+            const __m512 d = _mm512_cvtph_ps(_mm256_permutexvar_epi16(dperm, _mm512_castsi512_si256(L)));
+            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(p), acc[r]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc_out[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+/* Q8_0: pair k is the 68 bytes at 68k -- d0, qs0 (32), d1, qs1 (32). */
+static inline __attribute__((always_inline)) void q8_0_rows(const uint8_t *w, size_t rb, const xpair *xp, int64_t nb2,
+                                                              float *acc_out, const int R) {
+    /* words 0..15 <- L's words 1..16 (qs0), 16..31 <- H's words 0..15 (qs1) */
+    const __m512i perm = _mm512_set_epi16(47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32,
+                                          16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1);
+    const __m512i dperm = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                           17, 17, 17, 17, 17, 17, 17, 17, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m512 acc[QROWS];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < nb2; k++) {
+        const __m512i xv = xp[k].xv, xc = xp[k].xc;
+        const __m512 dx = xp[k].dx;
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const uint8_t *b = w + (size_t)r * rb + 68 * k;
+            const __m512i L = _mm512_loadu_si512(b);
+            const __m512i H = _mm512_castsi256_si512(load256(b + 36));
+            const __m512i q = _mm512_xor_si512(_mm512_permutex2var_epi16(L, perm, H), bias);
+            const __m512i p = _mm512_dpbusd_epi32(xc, q, xv);
+            const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(dperm, L)));
+            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(p), acc[r]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc_out[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+/* The rows are cut into QROWS contiguous quarters walked side by side (row
+ * i of every quarter together): each quarter is one long sequential stream
+ * that the hardware prefetcher follows, where QROWS adjacent rows would be
+ * short streams restarting at every group (measured: half the speed from
+ * DRAM). Rows left over by the quarters go one at a time. */
+#define QROWS_DEFINE(T, BSZ, C, ATTR)                                                                            \
+    ATTR void sb_qrows_##T##_avx512(const void *w, size_t rb, const void *xq, int64_t n, float *y, int64_t nrows) {   \
+        const int64_t nb = n / 32, nb2 = nb / 2;                                                               \
+        if (nb2 > QROWS_PAIRS) {                                                                               \
+            for (int64_t r = 0; r < nrows; r++) y[r] = sb_qdot_##T##_avx512((const uint8_t *)w + r * rb, xq, n); \
+            return;                                                                                            \
+        }                                                                                                      \
+        xpair xp[QROWS_PAIRS];                                                                                 \
+        xpairs(xq, nb2, C, xp);                                                                                \
+        const sb_q8a *xt = (const sb_q8a *)xq + 2 * nb2; /* the odd last block, if any */                      \
+        const int64_t q = nrows / QROWS;                                                                       \
+        const size_t stride = (size_t)q * rb;                                                                  \
+        float out[QROWS];                                                                                      \
+        for (int64_t i = 0; i < q; i++) {                                                                      \
+            const uint8_t *b = (const uint8_t *)w + (size_t)i * rb;                                            \
+            T##_rows(b, stride, xp, nb2, out, QROWS);                                                          \
+            for (int j = 0; j < QROWS; j++) {                                                                  \
+                if (nb & 1) out[j] += sb_qdot_##T##_scalar(b + j * stride + 2 * nb2 * (BSZ), xt, 32);         \
+                y[j * q + i] = out[j];                                                                         \
+            }                                                                                                  \
+        }                                                                                                      \
+        for (int64_t r = QROWS * q; r < nrows; r++) {                                                          \
+            const uint8_t *b = (const uint8_t *)w + (size_t)r * rb;                                            \
+            T##_rows(b, rb, xp, nb2, y + r, 1);                                                                \
+            if (nb & 1) y[r] += sb_qdot_##T##_scalar(b + 2 * nb2 * (BSZ), xt, 32);                             \
+        }                                                                                                      \
+    }
+QROWS_DEFINE(q4_0, 18, 8, __attribute__((target("gfni"))))
+QROWS_DEFINE(q8_0, 34, 128, )

@@ -166,12 +166,26 @@ void sb_act_quantize(int act_type, const float *x, void *xq, int64_t n) {
     else memcpy(xq, x, (size_t)n * sizeof(float));
 }
 
+/* the several-rows kernel matching the best row kernel, if there is one */
+static sb_qrows_fn qrows_best(int type, sb_qdot_fn dot) {
+    if (isa() < SB_ISA_AVX512) return NULL;
+    if (type == SB_Q4_0 && dot == sb_qdot_q4_0_avx512 && __builtin_cpu_supports("gfni")) return sb_qrows_q4_0_avx512;
+    if (type == SB_Q8_0 && dot == sb_qdot_q8_0_avx512) return sb_qrows_q8_0_avx512;
+    return NULL;
+}
+
 void sb_matvec_q(const sb_tensor *w, const void *xq, float *y, int64_t row_begin, int64_t row_end) {
     const int64_t n = w->ne[0];
     const size_t rb = row_bytes(w);
     sb_qdot_fn dot = qdot_best(w->type);
     if (!dot) { /* no integer kernel: xq holds the floats */
         sb_matvec(w, xq, y, row_begin, row_end);
+        return;
+    }
+    sb_qrows_fn rows = qrows_best(w->type, dot);
+    if (rows) {
+        if (row_end > row_begin)
+            rows((const uint8_t *)w->data + (size_t)row_begin * rb, rb, xq, n, y + row_begin, row_end - row_begin);
         return;
     }
     for (int64_t r = row_begin; r < row_end; r++) y[r] = dot((const uint8_t *)w->data + (size_t)r * rb, xq, n);
