@@ -548,21 +548,23 @@ static sb_status filter_docs(sb_store *s, const sb_search_opts *o, int64_t **ids
 
 /* Okapi BM25 (k1 = 1.2, b = 0.75, FTS5's defaults) in SQL over the tsvectors:
  * the query's lexemes (English stemming, stop words out), each one's
- * document frequency from the GIN index, its frequency in a chunk from the
- * chunk's positions, the chunk's length in tokens. ts_rank / ts_rank_cd
+ * document frequency from the GIN index (once per query: MATERIALIZED), its
+ * frequency in a chunk as ts_rank_cd of the lexeme alone (0.1 per
+ * occurrence, the default weight), the chunk's length in tokens. ts_rank / ts_rank_cd
  * know no IDF: on COVID-QA they found the answer in the top 5 for 0.52 of
  * the questions, this 0.7 (bench/README.md). %s: the query's and limit's
  * parameter numbers, the documents join and the filter. */
 #define BM25_SQL                                                                                                      \
     "WITH q AS (SELECT DISTINCT u.lexeme AS w, quote_literal(u.lexeme)::tsquery AS tq"                                \
     " FROM unnest(to_tsvector('english', %s)) u),"                                                                    \
-    " n AS (SELECT count(*)::float8 AS n, coalesce(avg(n_tokens), 1)::float8 AS dl FROM sabio_chunks),"               \
-    " t AS (SELECT q.w, q.tq, (SELECT count(*) FROM sabio_chunks c WHERE c.tsv @@ q.tq)::float8 AS df FROM q)"        \
+    " n AS MATERIALIZED (SELECT count(*)::float8 AS n, coalesce(avg(n_tokens), 1)::float8 AS dl FROM sabio_chunks),"  \
+    " t AS MATERIALIZED (SELECT q.w, q.tq, (SELECT count(*) FROM sabio_chunks c WHERE c.tsv @@ q.tq)::float8 AS df"   \
+    " FROM q)"                                                                                                        \
     " SELECT c.id, sum(ln(1 + (n.n - t.df + 0.5) / (t.df + 0.5)) * f.tf * 2.2 /"                                     \
     " (f.tf + 1.2 * (0.25 + 0.75 * greatest(c.n_tokens, 1) / greatest(n.dl, 1)))) AS r"                               \
     " FROM t CROSS JOIN n JOIN sabio_chunks c ON c.tsv @@ t.tq%s,"                                                    \
-    " LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf FROM unnest(c.tsv) u"                   \
-    " WHERE u.lexeme = t.w) f%s GROUP BY c.id ORDER BY r DESC, c.id LIMIT %s::int"
+    " LATERAL (SELECT 10 * ts_rank_cd(c.tsv, t.tq, 0)::float8 AS tf) f%s"                                            \
+    " GROUP BY c.id ORDER BY r DESC, c.id LIMIT %s::int"
 
 static sb_status text_search(sb_store *s, const char *query, int k, const sb_search_opts *o, int64_t *ids,
                              double *score, int *n, sb_err *err) {
