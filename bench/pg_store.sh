@@ -3,8 +3,8 @@
 # the same documents ingested into each (chunks/s; embedding dominates), then
 # bench/retrieval on each (answer recall@1/5/10 of dense, full-text and hybrid
 # over the 848 dev questions, and the time for all of them). On PostgreSQL the
-# full-text list is tsvector + ts_rank_cd instead of FTS5's BM25, so recall
-# may differ there; dense must agree. The server is a throwaway one
+# full-text list is BM25 computed in SQL over tsvectors instead of FTS5's
+# bm25(), so recall may differ there; dense must agree. The server is a throwaway one
 # (tests/with_pg, on this machine: no network in the timings). Ingest runs
 # niced outside the benchmark lock, the retrieval runs inside it.
 #

@@ -4,7 +4,7 @@
  * Two backends behind one interface, chosen by the location:
  *   DIR             one SQLite database (WAL) in the folder, FTS5 BM25
  *   postgres://...  a PostgreSQL database (also postgresql://), shared by any
- *                   number of nodes and ingesters: tsvector + ts_rank_cd for
+ *                   number of nodes and ingesters: BM25 over tsvectors for
  *                   the full-text list, a change sequence that each node's
  *                   own HNSW index follows (woken by LISTEN/NOTIFY)
  *

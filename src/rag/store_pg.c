@@ -8,7 +8,7 @@
  *   sabio_documents(id, path, ...) one row per document
  *   sabio_chunks(id bigserial, doc_id, text, spans, embedding bytea, tsv)
  *                                  tsv = to_tsvector('english', text), GIN
- *                                  indexed: ts_rank_cd is the full-text list
+ *                                  indexed: BM25 over it is the full-text list
  *   sabio_changes(seq bigserial, chunk_id, doc_id, added)
  *                                  the change sequence, written by a trigger
  *                                  on every chunk insert and delete
@@ -551,8 +551,8 @@ static sb_status filter_docs(sb_store *s, const sb_search_opts *o, int64_t **ids
  * document frequency from the GIN index (once per query: MATERIALIZED), its
  * frequency in a chunk as ts_rank_cd of the lexeme alone (0.1 per
  * occurrence, the default weight), the chunk's length in tokens. ts_rank / ts_rank_cd
- * know no IDF: on COVID-QA they found the answer in the top 5 for 0.52 of
- * the questions, this 0.7 (bench/README.md). %s: the query's and limit's
+ * know no IDF: on COVID-QA ts_rank_cd found the answer in the top 5 for
+ * 0.518 of the questions, this 0.754, FTS5's bm25() 0.725 (bench/README.md). %s: the query's and limit's
  * parameter numbers, the documents join and the filter. */
 #define BM25_SQL                                                                                                      \
     "WITH q AS (SELECT DISTINCT u.lexeme AS w, quote_literal(u.lexeme)::tsquery AS tq"                                \
