@@ -331,6 +331,12 @@ static sb_status load_vectors(sb_store *s, sb_err *err) {
     return st;
 }
 
+sb_status sb_store_sync(sb_store *s, sb_err *err) {
+    sb_status st = sb_store_load_ids(s, err);
+    if (st != SB_OK || !s->model) return st;
+    return s->n_ids >= s->index_min ? sb_store_index_sync(s, NULL, err) : load_vectors(s, err);
+}
+
 typedef struct scored {
     int64_t id;
     double score;

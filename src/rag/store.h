@@ -4,7 +4,7 @@
  * Two backends behind one interface, chosen by the location:
  *   DIR             one SQLite database (WAL) in the folder, FTS5 BM25
  *   postgres://...  a PostgreSQL database (also postgresql://), shared by any
- *                   number of nodes and ingesters: tsvector + ts_rank_cd for
+ *                   number of nodes and ingesters: BM25 over tsvectors for
  *                   the full-text list, a change sequence that each node's
  *                   own HNSW index follows (woken by LISTEN/NOTIFY)
  *
@@ -132,6 +132,12 @@ sb_status sb_store_index_check(sb_store *s, sb_index_report *r, sb_err *err);
  * ~/.cache/sabio)/pg-HASH/index.hnsw, HASH of the server, database and user;
  * NULL: kept in memory only. */
 const char *sb_store_index_path(const sb_store *s);
+
+/* Brings this handle up to date with the store: the chunks other writers
+ * (other processes, other nodes) added or removed, and the index or the
+ * exact scan's vectors. Cheap when nothing changed; a server calls it
+ * between requests. */
+sb_status sb_store_sync(sb_store *s, sb_err *err);
 
 typedef struct sb_store_stats {
     int64_t documents, chunks;

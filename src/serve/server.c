@@ -329,6 +329,26 @@ static void run_job(slot *sl, job *j) {
                 j->gen.stop == SB_STOP_CALLBACK ? ", cancelled" : "");
 }
 
+/* Between requests, keeps each store's chunk list and index current with
+ * what other nodes ingested (a PostgreSQL store hears of it by NOTIFY), so
+ * that the first search after a large ingest does not pay the catch-up. */
+static void *follow_main(void *arg) {
+    server *sv = arg;
+    bool failing = false;
+    while (!__atomic_load_n(&sv->quit, __ATOMIC_ACQUIRE)) {
+        for (int i = 0; i < sv->n_stores; i++) {
+            sb_err e = {0};
+            pthread_mutex_lock(&sv->rag_mu);
+            sb_status st = sb_store_sync(sv->stores[i].store, &e);
+            pthread_mutex_unlock(&sv->rag_mu);
+            if ((st != SB_OK) != failing) sb_log(st != SB_OK ? SB_LOG_WARN : SB_LOG_INFO, "%s", st != SB_OK ? e.msg : "store reachable again");
+            failing = st != SB_OK;
+        }
+        nanosleep(&(struct timespec){0, 200000000}, NULL);
+    }
+    return NULL;
+}
+
 static void *slot_main(void *arg) {
     slot *sl = arg;
     server *sv = sl->sv;
@@ -936,6 +956,8 @@ int sv_serve(const sv_options *opts) {
     int started = 0;
     for (; started < sv->o.n_parallel; started++)
         if (pthread_create(&sv->slots[started].thread, NULL, slot_main, &sv->slots[started])) break;
+    pthread_t follower;
+    bool following = started == sv->o.n_parallel && sv->n_stores && !pthread_create(&follower, NULL, follow_main, sv);
     struct MHD_Daemon *d = NULL;
     if (started == sv->o.n_parallel)
         d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
@@ -963,6 +985,7 @@ int sv_serve(const sv_options *opts) {
     pthread_cond_broadcast(&sv->q_cv);
     pthread_mutex_unlock(&sv->q_mu);
     for (int i = 0; i < started; i++) pthread_join(sv->slots[i].thread, NULL);
+    if (following) pthread_join(follower, NULL);
     /* jobs still queued hold a reference each */
     while (sv->q_len) {
         job_unref(sv->queue[sv->q_head]);
