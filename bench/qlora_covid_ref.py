@@ -74,6 +74,11 @@ def main():
                                  bnb_4bit_compute_dtype=torch.float32)
         nf4 = AutoModelForCausalLM.from_pretrained(hf, quantization_config=cfg, dtype=torch.float32,
                                                    device_map="cpu").eval()
+    # On AVX-512 BF16 CPUs bitsandbytes' inference path repacks the weights for a bf16 kernel; keep
+    # the reference path (dequantize_4bit to float32, then a float32 product), as in training
+    for mod in nf4.modules():
+        if hasattr(mod, "support_avx512bf16_for_cpu"):
+            mod.support_avx512bf16_for_cpu = False
     kinds = {}
     for name, mod in nf4.named_modules():
         kinds[type(mod).__name__] = kinds.get(type(mod).__name__, 0) + 1
