@@ -6,6 +6,8 @@
 # differ only by --qlora. Then transformers + bitsandbytes + PEFT recompute the
 # validation loss of both bases and both adapters on all held-apart pairs
 # (bench/qlora_covid_ref.py), and the curves are drawn into one SVG.
+# SKIP_TRAIN=1 / SKIP_REF=1 skip those parts (to redraw); REF_VAL lists the
+# validation files of the reference (default val27 and all 217 pairs).
 #
 #   STEPS=80 THREADS=2 bench/qlora-covid.sh    # 80 steps x 4 pairs: half an epoch (631 pairs)
 #
@@ -36,8 +38,10 @@ if [ -z "${SKIP_TRAIN:-}" ]; then
   nice -n 10 build/sabio tune -m "$BASE" "${common[@]}" -o "$OUT/lora" 2> "$OUT/lora.log"
   nice -n 10 build/sabio tune -m "$BASE" "${common[@]}" -o "$OUT/qlora" --qlora 2> "$OUT/qlora.log"
 fi
-THREADS=$THREADS nice -n 10 "$PYTHON" bench/qlora_covid_ref.py "$BASE" "$DATA/val27.jsonl,$DATA/val.jsonl" "$OUT/lora" "$OUT/qlora" \
-  | tee "$OUT/ref.jsonl"
+if [ -z "${SKIP_REF:-}" ]; then
+  THREADS=$THREADS nice -n 10 "$PYTHON" bench/qlora_covid_ref.py "$BASE" "${REF_VAL:-$DATA/val27.jsonl,$DATA/val.jsonl}" \
+    "$OUT/lora" "$OUT/qlora" | tee "$OUT/ref.jsonl"
+fi
 "$PYTHON" - "$OUT" bench/qlora_covid_loss.svg <<'PY'
 import json, sys
 out, svg = sys.argv[1], sys.argv[2]
