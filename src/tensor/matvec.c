@@ -117,7 +117,7 @@ static const qdot_row qdot_table[] = {
     {SB_Q5_0, SB_Q8_0, {sb_qdot_q5_0_scalar, NULL, NULL}},
     {SB_Q5_1, SB_Q8_0, {sb_qdot_q5_1_scalar, NULL, NULL}},
     {SB_Q4_K, SB_Q8_K, {sb_qdot_q4_k_scalar, sb_qdot_q4_k_avx2, sb_qdot_q4_k_avx512}},
-    {SB_Q5_K, SB_Q8_K, {sb_qdot_q5_k_scalar, NULL, sb_qdot_q5_k_avx512}},
+    {SB_Q5_K, SB_Q8_K, {sb_qdot_q5_k_scalar, sb_qdot_q5_k_avx2, sb_qdot_q5_k_avx512}},
     {SB_Q6_K, SB_Q8_K, {sb_qdot_q6_k_scalar, sb_qdot_q6_k_avx2, sb_qdot_q6_k_avx512}},
 };
 
