@@ -16,6 +16,9 @@ typedef float (*sb_row_dot_fn)(const void *row, const float *x, int64_t n);
 /* The fastest kernel this CPU runs for the type, or NULL where only the
  * generic dequantize-then-dot path exists. SABIO_KERNELS=scalar forces NULL. */
 sb_row_dot_fn sb_row_dot_for(int type);
+/* The kernel at instruction set level isa (SB_ISA_*; NULL if none there; for
+ * tests: sb_row_dot_for falls back to the highest level that has one). */
+sb_row_dot_fn sb_row_dot_at(int type, int isa);
 /* "avx2" or "scalar": what sb_row_dot_for picks from. */
 const char *sb_kernels_isa(void);
 
@@ -27,6 +30,11 @@ float sb_dot_q4_0_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q4_1_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q4_k_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q6_k_avx2(const void *row, const float *x, int64_t n);
+float sb_dot_f32_row_avx512(const void *row, const float *x, int64_t n);
+float sb_dot_f16_avx512(const void *row, const float *x, int64_t n);
+float sb_dot_bf16_avx512(const void *row, const float *x, int64_t n);
+float sb_dot_q8_0_avx512(const void *row, const float *x, int64_t n);
+float sb_dot_q6_k_avx512(const void *row, const float *x, int64_t n);
 
 /* ---- quantized activations (kernels_scalar.c defines the arithmetic) ----
  *

@@ -344,3 +344,108 @@ static inline __attribute__((always_inline)) void q8_0_rows(const uint8_t *w, si
     }
 QROWS_DEFINE(q4_0, 18, 8, __attribute__((target("gfni"))))
 QROWS_DEFINE(q8_0, 34, 128, )
+
+/* ==== float row dots (kernels.h sb_row_dot_fn): one weight row times a
+ * float vector, the weights widened to f32 in registers, 16 lanes at a time.
+ * Same products as dequantize-then-dot, other addition order (the logits,
+ * which keep float activations, and F16/BF16/F32 weights). */
+
+static inline float dot_tail(float s, const float *a, const float *x, int64_t i, int64_t n) {
+    for (; i < n; i++) s += a[i] * x[i];
+    return s;
+}
+
+float sb_dot_f32_row_avx512(const void *row, const float *x, int64_t n) {
+    const float *a = row;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(x + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(x + i + 16), s1);
+    }
+    return dot_tail(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)), a, x, i, n);
+}
+
+float sb_dot_f16_avx512(const void *row, const float *x, int64_t n) {
+    const uint8_t *a = row;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(load256(a + 2 * i)), _mm512_loadu_ps(x + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(load256(a + 2 * i + 32)), _mm512_loadu_ps(x + i + 16), s1);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++) s += h2f(a + 2 * i) * x[i];
+    return s;
+}
+
+/* BF16 is the upper half of an f32: widened exactly by a 16-bit shift. (The
+ * CPU's vdpbf16ps would round x to bf16 as well: the encoder's GEMM uses it,
+ * a float-activation dot must not.) */
+static inline __m512 bf16x16(const uint8_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)p)), 16));
+}
+
+float sb_dot_bf16_avx512(const void *row, const float *x, int64_t n) {
+    const uint8_t *a = row;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(bf16x16(a + 2 * i), _mm512_loadu_ps(x + i), s0);
+        s1 = _mm512_fmadd_ps(bf16x16(a + 2 * i + 32), _mm512_loadu_ps(x + i + 16), s1);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, a + 2 * i, 2);
+        s += sb_bf16_to_f32(h) * x[i];
+    }
+    return s;
+}
+
+static inline __m512 i8x16(__m128i b) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)); }
+
+/* Q8_0: per block d * (q . x), two accumulators over alternate blocks */
+float sb_dot_q8_0_avx512(const void *row, const float *x, int64_t n) {
+    const uint8_t *b = row;
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t i = 0; i < n / 32; i++, b += 34, x += 32) {
+        __m512 s = _mm512_mul_ps(i8x16(_mm_loadu_si128((const __m128i *)(const void *)(b + 2))), _mm512_loadu_ps(x));
+        s = _mm512_fmadd_ps(i8x16(_mm_loadu_si128((const __m128i *)(const void *)(b + 18))), _mm512_loadu_ps(x + 16), s);
+        acc[i & 1] = _mm512_fmadd_ps(_mm512_set1_ps(h2f(b)), s, acc[i & 1]);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+}
+
+/* Q6_K: the 6-bit values of each half as bytes (the layout of
+ * sb_qdot_q6_k_avx512), minus 32, each group of 16 elements times
+ * d * scales[g] (sb_dot_q6_k_avx2's arithmetic, 16 lanes). */
+float sb_dot_q6_k_avx512(const void *row, const float *x, int64_t n) {
+    const uint8_t *b = row;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / 256; i++, b += 210, x += 256) {
+        const int8_t *sc = (const int8_t *)(b + 192);
+        const float d = h2f(b + 208);
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+            const __m256i l0 = load256(ql), l1 = load256(ql + 32), hb = load256(qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+            const float *xh = x + 128 * h;
+            for (int k = 0; k < 4; k++) { /* elements 32k .. 32k+31 of this half: groups 2k, 2k+1 */
+                const __m256i v = _mm256_sub_epi8(q[k], c32);
+                const __m512 p0 = _mm512_mul_ps(i8x16(_mm256_castsi256_si128(v)), _mm512_loadu_ps(xh + 32 * k));
+                const __m512 p1 = _mm512_mul_ps(i8x16(_mm256_extracti128_si256(v, 1)), _mm512_loadu_ps(xh + 32 * k + 16));
+                acc0 = _mm512_fmadd_ps(_mm512_set1_ps(d * (float)sc[8 * h + 2 * k]), p0, acc0);
+                acc1 = _mm512_fmadd_ps(_mm512_set1_ps(d * (float)sc[8 * h + 2 * k + 1]), p1, acc1);
+            }
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
