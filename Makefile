@@ -22,6 +22,12 @@ ifeq ($(shell pkg-config --exists ompi-c && echo y),y)
 CFLAGS   += -DSB_HAVE_MPI $(shell pkg-config --cflags ompi-c)
 LDLIBS   += $(shell pkg-config --libs ompi-c)
 endif
+# Optional: libpq for PostgreSQL stores (`--store postgres://...`).
+# Without it sabio builds, and such a store says libpq support is missing.
+ifeq ($(shell pkg-config --exists libpq && echo y),y)
+CFLAGS   += -DSB_HAVE_PQ $(shell pkg-config --cflags libpq)
+LDLIBS   += $(shell pkg-config --libs libpq)
+endif
 
 LAYERS   := base tensor formats text model train rag
 LIB_SRC  := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
@@ -75,9 +81,9 @@ $(B)/tests/%: tests/%.c tests/test.h $(B)/libsabio.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(B)/libsabio.a $(LDLIBS)
 
-# The test command of the README and of CI.
+# The test command of the README and of CI (beside a throwaway PostgreSQL server: tests/with_pg).
 test: $(B)/sabio $(TEST_BIN)
-	@SABIO=$(B)/sabio tests/run $(TEST_BIN)
+	@SABIO=$(B)/sabio tests/with_pg tests/run $(TEST_BIN)
 
 ASAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 asan:

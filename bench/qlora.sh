@@ -2,7 +2,10 @@
 # bench/qlora.sh - QLoRA step time against LoRA on a BF16 base and against
 # PyTorch + PEFT + bitsandbytes QLoRA, on the ~100M-parameter Phi-3-shaped
 # model of bench/train, same threads, one run, inside the shared benchmark
-# lock. Prints the three JSON lines and the ratios.
+# lock. Prints the three JSON lines and the ratios (wall and CPU seconds).
+# COMPUTE=bf16 (default): both sabio lines run the frozen-base products in
+# BF16 (bench/train's choice; the NF4 base is dequantized to bf16 inside the
+# product tiles); COMPUTE=f32: in f32. PEFT + bitsandbytes computes in float32.
 #
 #   THREADS=2 STEPS=3 B=4 T=256 bench/qlora.sh
 #
@@ -16,6 +19,8 @@ STEPS=${STEPS:-3}
 B=${B:-4}
 T=${T:-256}
 R=${R:-16}
+COMPUTE=${COMPUTE:-bf16}
+FLAG=$([ "$COMPUTE" = bf16 ] && echo --bf16 || true)
 TARGETS=qkv_proj,o_proj,gate_up_proj,down_proj
 PYTHON=${PYTHON:-/work/venv/bin/python}
 MODEL_DIR=${MODEL_DIR:-/work/big/lora/phi3_100m}
@@ -29,15 +34,18 @@ d = load_file(sys.argv[1] + '/model.safetensors'); save_file({k: v.to(torch.bflo
 fi
 out=$(mktemp)
 flock /tmp/sabio-bench.lock bash -c "
-  build/bench/train_lora '$BF16_DIR' $B $T $THREADS $STEPS $R $TARGETS | tee -a $out
-  build/bench/train_lora '$BF16_DIR' $B $T $THREADS $STEPS $R $TARGETS --nf4 | tee -a $out
+  build/bench/train_lora '$BF16_DIR' $B $T $THREADS $STEPS $R $TARGETS $FLAG | tee -a $out
+  build/bench/train_lora '$BF16_DIR' $B $T $THREADS $STEPS $R $TARGETS --nf4 $FLAG | tee -a $out
   '$PYTHON' bench/qlora_peft.py '$MODEL_DIR' $B $T $R $THREADS $STEPS nf4 2>/dev/null | tee -a $out
 "
 "$PYTHON" - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-by = {r.get("base", r["engine"]): r["s_per_step"] for r in rows}
-print("QLoRA / LoRA-BF16 step time: %.2f (target <= 1.15)" % (by["nf4"] / by["bf16"]))
-print("PEFT+bitsandbytes / sabio QLoRA step time: %.2f (target >= 2)" % (by["peft+bitsandbytes"] / by["nf4"]))
+by = {r.get("base", r["engine"]): r for r in rows}
+for k in ("s_per_step", "cpu_s_per_step"):
+    what = "wall" if k == "s_per_step" else "CPU"
+    print("QLoRA / LoRA-BF16 step time (%s): %.2f / %.2f = %.2f (target <= 1.15)" % (what, by["nf4"][k], by["bf16"][k], by["nf4"][k] / by["bf16"][k]))
+    print("PEFT+bitsandbytes / sabio QLoRA step time (%s): %.2f / %.2f = %.2f (target >= 2)" % (what, by["peft+bitsandbytes"][k], by["nf4"][k], by["peft+bitsandbytes"][k] / by["nf4"][k]))
+print("peak RSS MiB: LoRA-BF16 %d, QLoRA %d, PEFT+bitsandbytes %d" % (by["bf16"]["peak_rss_mib"], by["nf4"]["peak_rss_mib"], by["peft+bitsandbytes"]["peak_rss_mib"]))
 PY
 rm -f "$out"

@@ -36,19 +36,21 @@ def main(path, rows, T, r, threads, steps, mode="nf4"):
     ids = torch.randint(0, model.config.vocab_size, (rows, T), generator=g)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    times = []
+    times, cpu = [], []
     for k in range(steps + 1):
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad()
         times.append(time.time() - t0)
-        print("step %d: %.3f s loss %.4f" % (k, times[-1], loss.item()), file=sys.stderr)
+        cpu.append(time.process_time() - c0)
+        print("step %d: %.3f s (CPU %.3f s) loss %.4f" % (k, times[-1], cpu[-1], loss.item()), file=sys.stderr)
     med = statistics.median_low(times[1:])
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"engine": "peft+bitsandbytes", "base": "peft+bitsandbytes", "mode": mode, "s_per_step": round(med, 3),
+                      "cpu_s_per_step": round(statistics.median_low(cpu[1:]), 3),
                       "peak_rss_mib": round(rss), "loss": round(loss.item(), 4)}))
 
 

@@ -48,18 +48,20 @@ def main():
     ids = torch.randint(0, model.config.vocab_size, (B, T), generator=g)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
-    times = []
+    times, cpu = [], []
     for s in range(steps + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad()
         times.append(time.perf_counter() - t0)
-        print(f"peft step {s}: {times[-1]:.2f} s, loss {loss.item():.4f}", file=sys.stderr)
+        cpu.append(time.process_time() - c0)
+        print(f"peft step {s}: {times[-1]:.2f} s (CPU {cpu[-1]:.2f} s), loss {loss.item():.4f}", file=sys.stderr)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"engine": "peft", "s_per_step": round(statistics.median(times[1:]), 3),
+                      "cpu_s_per_step": round(statistics.median(cpu[1:]), 3),
                       "peak_rss_mib": round(rss), "loss": round(loss.item(), 4),
                       "lora_params": sum(p.numel() for p in params)}))
 

@@ -156,7 +156,9 @@ fi
 # chat on the real SmolLM2 (skips if set-up could not fetch it)
 smol=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ -f "$smol" ]; then
-  out=$(printf 'What is the capital of France?\n' | "$SABIO" chat -m "$smol" --temp 0 -n 24 2>"$tmp/err")
+  # float prompt activations: the path that matches transformers; the default 8-bit prompt answers
+  # "L'Etoile, la Marseillaise, ..." here, as llama.cpp (llama-cli --temp 0) does
+  out=$(printf 'What is the capital of France?\n' | SABIO_PREFILL=float "$SABIO" chat -m "$smol" --temp 0 -n 24 2>"$tmp/err")
   check "chat answers (stderr: $(head -c 300 "$tmp/err"))" [ -n "$out" ]
   check "chat mentions Paris: [$out]" grep -qi paris <<<"$out"
 else

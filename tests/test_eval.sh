@@ -69,5 +69,27 @@ check "report.md states a recommendation" grep -q '^## Recommendation' "$tmp/B/r
 check "a cache from other settings is refused: $(cat "$tmp/out")" \
   bash -c "[ $rc -eq 1 ] && grep -q 'made from other questions or settings' '$tmp/out'"
 
+
+# configurations run at different times into one folder (base while the
+# adapter trains, then LoRA): base is not answered again; answers made with
+# another adapter (same path, retrained) are refused, not mixed in
+printf '{"messages":[{"role":"user","content":"How many vacation days?"},{"role":"assistant","content":"27 days"}]}\n' >"$tmp/ft.jsonl"
+tune=(tune -m "$smol" --data "$tmp/ft.jsonl" -o "$tmp/ad" --steps 1 --batch 1 -c 64 -t 1)
+"$SABIO" "${tune[@]}" --seed 1 >/dev/null 2>&1
+qargs=(--questions "$tmp/q.jsonl" -m "$smol" -n 8 -t 1 --seed 3 --bootstrap 200 -o "$tmp/S")
+"$SABIO" eval "${qargs[@]}" --configs base >"$tmp/out" 2>&1
+"$SABIO" eval "${qargs[@]}" --lora "$tmp/ad" >"$tmp/out" 2>&1; rc=$?
+check "lora added to a base-only folder exits 0 ($(tail -n 1 "$tmp/out"))" [ $rc -eq 0 ]
+check "base answered once, lora once: 3 + 3 answers" \
+  bash -c "[ \$(grep -c '\"config\":\"base\"' '$tmp/S/cache.jsonl') -eq 3 ] && [ \$(grep -c '\"config\":\"lora\"' '$tmp/S/cache.jsonl') -eq 3 ]"
+check "the lora answers name the adapter's content" grep -q '"adapter":"ad\*1 fnv1a64:' "$tmp/S/cache.jsonl"
+check "report.json has base and lora" python3 -c "
+import json, sys
+sys.exit(0 if set(json.load(open(sys.argv[1]))['configurations']) == {'base', 'lora'} else 1)" "$tmp/S/report.json"
+"$SABIO" "${tune[@]}" --seed 2 >/dev/null 2>&1
+"$SABIO" eval "${qargs[@]}" --lora "$tmp/ad" >"$tmp/out" 2>&1; rc=$?
+check "answers of the retrained adapter are refused: $(cat "$tmp/out")" \
+  bash -c "[ $rc -eq 1 ] && grep -q 'lora was answered with adapter ad\*1 fnv1a64:' '$tmp/out'"
+
 echo "test_eval.sh: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]

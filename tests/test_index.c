@@ -4,11 +4,14 @@
  * vectors), answers dense queries as the exact scan does, follows later
  * ingests and removals, and a corrupt, truncated or foreign index file is
  * rebuilt from the store. Metadata filters (path glob, type, date) and the
- * dropping of repeated chunks.
+ * dropping of repeated chunks. Twice: on a SQLite store folder, and on a
+ * PostgreSQL database of tests/with_pg's server (whose index is this node's
+ * own, in a cache folder).
  */
 #include "rag/hnsw.h"
 #include "rag/store.h"
 #include "test.h"
+#include "test_pg.h"
 
 #include <sys/stat.h>
 #include <time.h>
@@ -16,7 +19,7 @@
 
 #define ENC "models/all-MiniLM-L6-v2"
 
-static char root[64], docs[96], store[96], index_path[128];
+static char root[64], docs[96], store[512], index_path[600];
 
 static void write_file(const char *name, const char *content) {
     char p[256];
@@ -68,16 +71,12 @@ static sb_store *reopen(sb_store *s) {
     return sb_store_open(store, false, NULL);
 }
 
-int main(void) {
-    if (!sb_is_dir(ENC)) {
-        SKIP("%s absent (scripts/setup fetches it)", ENC);
-        return TEST_END();
-    }
-    setenv("SABIO_HNSW_MIN", "1", 1); /* the index from the first chunk */
+/* The suite on one store: a folder (SQLite, where is NULL) or a postgres:// URL. */
+static void run(const char *where) {
     snprintf(root, sizeof root, "/tmp/test_index.%d", (int)getpid());
     snprintf(docs, sizeof docs, "%s/docs", root);
-    snprintf(store, sizeof store, "%s/store", root);
-    snprintf(index_path, sizeof index_path, "%s/index.hnsw", store);
+    if (where) snprintf(store, sizeof store, "%s", where);
+    else snprintf(store, sizeof store, "%s/store", root);
     mkdir(root, 0755);
     mkdir(docs, 0755);
     for (size_t i = 0; i < sizeof facts / sizeof *facts; i++) write_file(facts[i][0], facts[i][1]);
@@ -86,8 +85,9 @@ int main(void) {
     sb_store *s = sb_store_open(store, true, &err);
     if (!enc || !s) {
         CHECK(0, "open: %s", err.msg);
-        return TEST_END();
+        return;
     }
+    snprintf(index_path, sizeof index_path, "%s", sb_store_index_path(s) ? sb_store_index_path(s) : "");
     sb_store_bind_model(s, "all-MiniLM-L6-v2", sb_encoder_dim(enc), &err);
     const char *paths[1] = {docs};
     sb_ingest_opts io = {.chunk = {64, 8}};
@@ -197,6 +197,30 @@ int main(void) {
     sb_encoder_free(enc);
     char cmd[160];
     snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+}
+
+int main(void) {
+    if (!sb_is_dir(ENC)) {
+        SKIP("%s absent (scripts/setup fetches it)", ENC);
+        return TEST_END();
+    }
+    setenv("SABIO_HNSW_MIN", "1", 1); /* the index from the first chunk */
+    run(NULL);
+    const char *why = NULL, *url = test_pg_db("sb_index", &why);
+    if (!url) {
+        TEST_PG_MISSING(why);
+        return TEST_END();
+    }
+    char cache[64], u[512];
+    snprintf(cache, sizeof cache, "/tmp/test_index_cache.%d", (int)getpid());
+    setenv("SABIO_CACHE", cache, 1);
+    snprintf(u, sizeof u, "%s", url);
+    run(u);
+    CHECK(!strncmp(index_path, cache, strlen(cache)), "the PostgreSQL store's index is in the node's cache: %s",
+          index_path);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", cache);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
     return TEST_END();
 }

@@ -4,7 +4,9 @@
  * (fused projections, sliding window, LongRoPE, GQA + partial rotary) and
  * Llama models, then the losses of 10 AdamW steps with clipping and a
  * cosine schedule with warm-up; gradient checkpointing gives the same
- * gradients; target lists that match nothing are refused.
+ * gradients; target lists that match nothing are refused. The BF16 frozen
+ * products (sb_train_ws_set_bf16) against the F32 path and PEFT, within
+ * the tolerances of bf16 rounding stated in check_bf16.
  */
 #include <jansson.h>
 #include <sys/stat.h>
@@ -153,6 +155,67 @@ static void check_grads(refcase *c, const char *name, const float *grads) {
     fprintf(stderr, "%s: worst gradient relative error %.2e\n", name, worst);
 }
 
+/* The BF16 path (weights and activations of the frozen products rounded to
+ * bf16, 8 significant bits) on the same batch, against the F32 path's logits,
+ * loss and gradients (logits_f32, loss_f32, grads_f32) and PEFT's gradients.
+ * Tolerances (about twice the largest error measured on these tiny models,
+ * whose short rows average little rounding away): logits within 6e-2 of the
+ * largest |logit|, loss within 2e-3 relative, each LoRA gradient within 8e-2
+ * of its largest |element| (vs F32 and vs PEFT), and the whole gradient's
+ * cosine with the F32 one >= 0.999. */
+static void check_bf16(refcase *c, const char *name, const sb_batch *b, const float *logits_f32, double loss_f32,
+                       const float *grads_f32) {
+    sb_err err = {0};
+    const sb_model_config *mc = sb_model_get_config(c->m);
+    const int N = c->n_seq * c->T, V = mc->n_vocab;
+    sb_train_ws *ws = sb_train_ws_new(c->m, c->lora, N, c->T, false, &err);
+    CHECK(ws && sb_train_ws_set_bf16(ws, true, &err) == SB_OK, "%s bf16: %s", name, err.msg);
+    if (!ws) return;
+    float *logits = malloc((size_t)N * V * sizeof(float));
+    memset(c->lora->grads, 0, c->lora->n_params * sizeof(float));
+    double loss_sum = 0;
+    int nt = 0;
+    CHECK(sb_train_step(ws, b, true, 1.0f / (float)c->n_tgt, 0, &loss_sum, &nt, logits, &err) == SB_OK, "%s", err.msg);
+    double lmax, dl = max_abs_diff(logits, logits_f32, (size_t)N * V, &lmax);
+    double loss = loss_sum / nt, rl = fabs(loss - loss_f32) / fabs(loss_f32);
+    CHECK(dl <= 6e-2 * lmax, "%s bf16: logits differ from F32 by %.3g (max |logit| %.3g)", name, dl, lmax);
+    CHECK(rl <= 2e-3, "%s bf16: loss %.6f vs F32 %.6f", name, loss, loss_f32);
+    double worst = 0, worst_peft = 0;
+    for (int l = 0; l < mc->n_layer; l++)
+        for (int mod = 0; mod < SB_LORA_N_MOD; mod++) {
+            sb_lora_mat *lm = &c->lora->mats[(size_t)l * SB_LORA_N_MOD + mod];
+            if (!lm->A) continue;
+            for (int isB = 0; isB < 2; isB++) {
+                char key[200], rn[220];
+                sb_lora_peft_key(key, sizeof key, l, mod, isB);
+                const size_t off = (size_t)((isB ? lm->dB : lm->dA) - c->lora->grads);
+                const size_t n = (size_t)c->lora->cfg.r * (size_t)(isB ? lm->n_out : lm->n_in);
+                double ref, d = max_abs_diff(c->lora->grads + off, grads_f32 + off, n, &ref);
+                double rel = d / (ref > 0 ? ref : 1);
+                if (rel > worst) worst = rel;
+                CHECK(rel <= 8e-2, "%s bf16 %s: gradient off the F32 one by %.3g relative", name, key, rel);
+                snprintf(rn, sizeof rn, "grad.%s", key);
+                sb_tensor t;
+                if (!find(c->st, rn, &t)) continue;
+                d = max_abs_diff(c->lora->grads + off, t.data, n, &ref);
+                rel = d / (ref > 0 ? ref : 1);
+                if (rel > worst_peft) worst_peft = rel;
+                CHECK(rel <= 8e-2, "%s bf16 %s: gradient off PEFT's by %.3g relative", name, key, rel);
+            }
+        }
+    double dot = 0, n1 = 0, n2 = 0;
+    for (size_t i = 0; i < c->lora->n_params; i++) {
+        dot += (double)c->lora->grads[i] * grads_f32[i];
+        n1 += (double)c->lora->grads[i] * c->lora->grads[i], n2 += (double)grads_f32[i] * grads_f32[i];
+    }
+    const double cosine = dot / sqrt(n1 * n2);
+    CHECK(cosine >= 0.999, "%s bf16: gradient cosine with F32 %.6f", name, cosine);
+    fprintf(stderr, "%s bf16: logits max diff %.2e (max |logit| %.2f), loss relative %.2e, gradients relative %.2e (F32), "
+            "%.2e (PEFT), cosine %.6f\n", name, dl, lmax, rl, worst, worst_peft, cosine);
+    free(logits);
+    sb_train_ws_free(ws);
+}
+
 static void run_case(const char *name) {
     refcase c;
     if (!open_case(&c, name)) {
@@ -165,6 +228,7 @@ static void run_case(const char *name) {
     sb_batch b = {c.tokens, c.targets, c.seq_len, c.n_seq};
     float *logits = malloc((size_t)N * V * sizeof(float));
     float *grads0 = malloc(c.lora->n_params * sizeof(float));
+    double loss_f32 = 0;
     for (int ckpt = 0; ckpt < 2; ckpt++) {
         sb_train_ws *ws = sb_train_ws_new(c.m, c.lora, N, c.T, ckpt, &err);
         CHECK(ws != NULL, "%s: %s", name, err.msg);
@@ -178,6 +242,7 @@ static void run_case(const char *name) {
         if (ckpt == 1) {
             CHECK(!memcmp(grads0, c.lora->grads, c.lora->n_params * sizeof(float)),
                   "%s: gradient checkpointing changes the gradients", name);
+            check_bf16(&c, name, &b, logits, loss_f32, grads0);
             break;
         }
         memcpy(grads0, c.lora->grads, c.lora->n_params * sizeof(float));
@@ -189,6 +254,7 @@ static void run_case(const char *name) {
         }
         find(c.st, "loss", &t);
         double loss = loss_sum / nt, ref = ((const float *)t.data)[0];
+        loss_f32 = loss;
         CHECK(nt == c.n_tgt && fabs(loss - ref) <= 1e-5, "%s: loss %.7f vs %.7f", name, loss, ref);
         check_grads(&c, name, c.lora->grads);
     }

@@ -4,9 +4,14 @@
  * chunk source positions, dense/BM25/hybrid retrieval of the one document
  * that holds a fact, re-ingest of unchanged/changed/deleted files, refusing
  * another embedding model, and the database's integrity afterwards.
+ * All of it twice: on a SQLite store folder and on a PostgreSQL database of
+ * the server tests/with_pg starts (skipped, saying why, without one). Then
+ * what only PostgreSQL has: URLs whose password never reaches a message,
+ * connection errors naming the server, a database without the schema.
  */
-#include "rag/store.h"
+#include "rag/store_impl.h"
 #include "test.h"
+#include "test_pg.h"
 
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -53,16 +58,54 @@ static void on_file(const char *path, sb_status st, const char *msg, const sb_in
     if (st != SB_OK) *(int *)u += strstr(msg, "binary") && strstr(msg, "e.txt") ? 1 : 0;
 }
 
-int main(void) {
-    if (!sb_is_dir(ENC)) {
-        SKIP("%s absent (scripts/setup fetches it)", ENC);
-        return TEST_END();
+/* PostgreSQL's counterpart of SQLite's integrity checks: no document without
+ * its chunks, every chunk's tsvector that of its text, and the change
+ * sequence replaying to exactly the chunks held. */
+static void pg_integrity(const char *url) {
+#ifdef SB_HAVE_PQ
+    PGconn *c = PQconnectdb(url);
+    const char *q[][2] = {
+        {"SELECT count(*) FROM sabio_documents d WHERE NOT EXISTS (SELECT 1 FROM sabio_chunks c WHERE c.doc_id = d.id)",
+         "documents without chunks"},
+        {"SELECT count(*) FROM sabio_chunks WHERE tsv IS DISTINCT FROM to_tsvector('english', text)",
+         "chunks whose tsvector is not their text's"},
+        {"SELECT count(*) FROM (SELECT chunk_id FROM sabio_changes GROUP BY chunk_id HAVING bool_and(added)) a "
+         "FULL JOIN sabio_chunks c ON c.id = a.chunk_id WHERE a.chunk_id IS NULL OR c.id IS NULL",
+         "chunks where the change sequence disagrees"}};
+    for (int i = 0; i < 3; i++) {
+        PGresult *r = PQexec(c, q[i][0]);
+        CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && !strcmp(PQgetvalue(r, 0, 0), "0"), "%s: %s", q[i][1],
+              PQresultStatus(r) == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0) : PQresultErrorMessage(r));
+        PQclear(r);
     }
+    PQfinish(c);
+#endif
+}
+
+static void sqlite_integrity(const char *store) {
+    char dbp[600];
+    snprintf(dbp, sizeof dbp, "%s/store.db", store);
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    CHECK(sqlite3_open(dbp, &db) == SQLITE_OK, "open db");
+    sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q, NULL);
+    CHECK(sqlite3_step(q) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(q, 0), "ok"), "integrity_check");
+    sqlite3_finalize(q);
+    sqlite3_prepare_v2(db, "INSERT INTO chunks_fts(chunks_fts) VALUES('integrity-check')", -1, &q, NULL);
+    CHECK(sqlite3_step(q) == SQLITE_DONE, "FTS5 index agrees with the chunks: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+
+/* The suite on one store: a folder (SQLite) or a postgres:// URL. */
+static void run(const char *where) {
+    bool pg = sb_store_is_pg(where);
     snprintf(root, sizeof root, "/tmp/sb_store_XXXXXX");
-    if (!mkdtemp(root)) return 1;
-    char docs[128], store[128];
+    if (!mkdtemp(root)) return;
+    char docs[128], store[512];
     snprintf(docs, sizeof docs, "%s/docs", root);
-    snprintf(store, sizeof store, "%s/store", root);
+    if (pg) snprintf(store, sizeof store, "%s", where);
+    else snprintf(store, sizeof store, "%s/store", root);
     mkdir(docs, 0755);
     const char *a = "Field notes\n\nThe red kite nests in tall oak trees near the river.\n"
                     "Zebrafish embryos hatch after about three days at 28 degrees Celsius.\n"
@@ -84,7 +127,7 @@ int main(void) {
     sb_encoder *enc = sb_encoder_open(ENC, &err);
     sb_store *s = sb_store_open(store, true, &err);
     CHECK(enc && s, "%s", err.msg);
-    if (!enc || !s) return TEST_END();
+    if (!enc || !s) return;
     CHECK(sb_store_bind_model(s, "all-MiniLM-L6-v2", sb_encoder_dim(enc), &err) == SB_OK, "%s", err.msg);
     const char *paths[1] = {docs};
     sb_ingest_stats st;
@@ -148,23 +191,124 @@ int main(void) {
     s = sb_store_open(store, false, &err);
     CHECK(s && sb_store_stats_get(s, &ss, &err) == SB_OK && ss.documents == 3, "reopen: %s", err.msg);
     sb_store_close(s);
-    char dbp[160];
-    snprintf(dbp, sizeof dbp, "%s/store.db", store);
-    sqlite3 *db;
-    sqlite3_stmt *q;
-    CHECK(sqlite3_open(dbp, &db) == SQLITE_OK, "open db");
-    sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q, NULL);
-    CHECK(sqlite3_step(q) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(q, 0), "ok"), "integrity_check");
-    sqlite3_finalize(q);
-    sqlite3_prepare_v2(db, "INSERT INTO chunks_fts(chunks_fts) VALUES('integrity-check')", -1, &q, NULL);
-    CHECK(sqlite3_step(q) == SQLITE_DONE, "FTS5 index agrees with the chunks: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(q);
-    sqlite3_close(db);
+    if (pg) pg_integrity(store);
+    else sqlite_integrity(store);
     CHECK(sb_store_open("/nonexistent/store", false, &err) == NULL && strstr(err.msg, "no store"), "missing store: %s",
           err.msg);
     sb_encoder_free(enc);
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
+/* the password of each URL is replaced, nothing else, and no read strays */
+static void redaction(void) {
+    const char *cases[][2] = {
+        {"postgres://u:secret@h:5432/db", "postgres://u:***@h:5432/db"},
+        {"postgresql://u@h/db", "postgresql://u@h/db"},
+        {"postgres://h/db?password=pw&sslmode=disable", "postgres://h/db?password=***&sslmode=disable"},
+        {"postgres://u:a@b@h/db", "postgres://u:***@h/db"},
+        {"postgres://u:@h/db", "postgres://u:***@h/db"},
+        {"postgres://:p@", "postgres://:***@"},
+        {"postgres://", "postgres://"},
+        {"postgres://u:p", "postgres://u:p"},
+        {"postgres://h?password=", "postgres://h?password=***"},
+        {"postgres://h/d?x=1&password=p#f", "postgres://h/d?x=1&password=***#f"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *r = sb_pg_redact(cases[i][0]);
+        CHECK(r && !strcmp(r, cases[i][1]), "redact %s: %s (want %s)", cases[i][0], r ? r : "(null)", cases[i][1]);
+        free(r);
+    }
+    CHECK(sb_store_is_pg("postgresql://x") && sb_store_is_pg("postgres://") && !sb_store_is_pg("postgres:/x") &&
+              !sb_store_is_pg("store/postgres://"),
+          "which locations are PostgreSQL");
+}
+
+/* what only a server store has: connection errors and a database without the schema */
+static void pg_errors(const char *url) {
+    sb_err err = {0};
+    const char *at = strrchr(url, '@'), *colon = strchr(url + 11, ':');
+    char bad[600];
+    /* the wrong password: named as an authentication failure, the password nowhere */
+    snprintf(bad, sizeof bad, "postgres://sabio:wrong-Pa55word%.*s", (int)(strlen(at)), at);
+    CHECK(sb_store_open(bad, false, &err) == NULL && strstr(err.msg, "password authentication failed") &&
+              !strstr(err.msg, "wrong-Pa55word") && strstr(err.msg, "***"),
+          "wrong password: %s", err.msg);
+    /* nothing listening: the host and port named, the real password nowhere */
+    char pw[128];
+    snprintf(pw, sizeof pw, "%.*s", (int)(at - colon - 1), colon + 1);
+    snprintf(bad, sizeof bad, "%.*s@127.0.0.1:1/x", (int)(at - url), url);
+    CHECK(sb_store_open(bad, false, &err) == NULL && strstr(err.msg, "127.0.0.1") && strstr(err.msg, "port 1") &&
+              !strstr(err.msg, pw),
+          "refused connection: %s", err.msg);
+    snprintf(bad, sizeof bad, "postgres://sabio:%%zz%s@127.0.0.1:1/x", pw);
+    CHECK(sb_store_open(bad, false, &err) == NULL && !strstr(err.msg, pw), "malformed URL: %s", err.msg);
+    /* a database without the schema is not a store, unless asked to create one */
+    const char *why = NULL, *empty = test_pg_db("sb_empty", &why);
+    CHECK(empty && sb_store_open(empty, false, &err) == NULL && strstr(err.msg, "no store here") && !strstr(err.msg, pw),
+          "empty database: %s", err.msg);
+}
+
+/* Two handles on one PostgreSQL store, as two nodes: what one ingests the
+ * other finds on its next search, told by NOTIFY (the search comes within
+ * the second in which a handle does not otherwise look at the change table). */
+static void two_handles(const char *url) {
+    sb_err err = {0};
+    sb_encoder *enc = sb_encoder_open(ENC, &err);
+    sb_store *a = sb_store_open(url, false, &err), *b = sb_store_open(url, false, &err);
+    CHECK(enc && a && b, "two handles: %s", err.msg);
+    if (!enc || !a || !b) return;
+    sb_hit *h;
+    int n;
+    double t0 = sb_time_sec();
+    CHECK(sb_store_search(b, enc, "osprey", 1, SB_SEARCH_BM25, &h, &n, &err) == SB_OK, "%s", err.msg);
+    sb_hits_free(h, n);
+    char dir[64], file[96];
+    snprintf(dir, sizeof dir, "/tmp/sb_store_two.%d", (int)getpid());
+    mkdir(dir, 0755);
+    snprintf(file, sizeof file, "%s/osprey.txt", dir);
+    FILE *f = fopen(file, "w");
+    fputs("An osprey pair returned to the platform above the fish ladder in April.\n", f);
+    fclose(f);
+    const char *paths[1] = {dir};
+    CHECK(sb_store_ingest(a, enc, paths, 1, NULL, NULL, NULL, NULL, &err) == SB_OK, "%s", err.msg);
+    n = 0;
+    CHECK(sb_store_search(b, enc, "osprey", 1, SB_SEARCH_DENSE, &h, &n, &err) == SB_OK, "%s", err.msg);
+    double dt = sb_time_sec() - t0;
+    bool found = n == 1 && strstr(h[0].path, "osprey.txt");
+    sb_hits_free(h, n);
+    if (dt < 0.9) CHECK(found, "the other handle finds the new document at once (%.2f s after its last look)", dt);
+    else SKIP("the ingest took %.2f s: the once-a-second look, not NOTIFY, may have found it", dt);
+    sb_store_close(a);
+    sb_store_close(b);
+    sb_encoder_free(enc);
+    unlink(file);
+    rmdir(dir);
+}
+
+int main(void) {
+    redaction();
+    if (!sb_is_dir(ENC)) {
+        SKIP("%s absent (scripts/setup fetches it)", ENC);
+        return TEST_END();
+    }
+    run(NULL);
+    const char *why = NULL, *url = test_pg_db("sb_store", &why);
+    if (!url) {
+        TEST_PG_MISSING(why);
+        return TEST_END();
+    }
+    char cache[64];
+    snprintf(cache, sizeof cache, "/tmp/sb_store_cache.%d", (int)getpid());
+    setenv("SABIO_CACHE", cache, 1);
+    char u[512];
+    snprintf(u, sizeof u, "%s", url);
+    run(u);
+    two_handles(u);
+    pg_errors(u);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", cache);
     CHECK(system(cmd) == 0, "cleanup");
     return TEST_END();
 }

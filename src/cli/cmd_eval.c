@@ -200,14 +200,14 @@ int cmd_eval(int argc, char **argv) {
         if (threads && sb_ctx_set_threads(sb_session_ctx(sess_lora), threads, &err) != SB_OK) cli_die("%s", err.msg);
         cli_adapters_attach(&lora, m, sb_session_ctx(sess_lora));
     }
-    sb_buf adapters = {0};
-    for (int a = 0; a < lora.n; a++) sb_buf_printf(&adapters, "%s%s*%g", a ? "," : "", lora.path[a], lora.scale[a]);
+    char *adapters = lora.n ? sb_eval_adapter_id(lora.path, lora.scale, lora.n, &err) : NULL;
+    if (lora.n && !adapters) cli_die("%s", err.msg);
     sb_eval_config cfg[4];
     int n_cfg = 0;
     for (int c = 0; c < 4; c++)
         if (want[c])
             cfg[n_cfg++] = (sb_eval_config){names[c], m, c >= 2 ? sess_lora : sess, c == 1 || c == 3,
-                                            c >= 2 ? adapters.data : NULL};
+                                            c >= 2 ? adapters : NULL};
 
     sb_store *store = NULL;
     sb_encoder *enc = NULL;
@@ -215,7 +215,7 @@ int cmd_eval(int argc, char **argv) {
     if (store_dir) {
         store = sb_store_open(store_dir, false, &err);
         if (!store) cli_die("%s", err.msg);
-        if (!sb_store_model(store)) cli_die("%s: the store is empty (run sabio ingest first)", store_dir);
+        if (!sb_store_model(store)) cli_die("%s: the store is empty (run sabio ingest first)", sb_store_name(store));
         emb = embed ? sb_strdup(embed) : sb_aprintf("models/%s", sb_store_model(store));
         enc = sb_encoder_open(emb, &err);
         if (!enc) cli_die("%s", err.msg);
@@ -240,7 +240,7 @@ int cmd_eval(int argc, char **argv) {
     free(emb);
     sb_encoder_free(enc);
     sb_store_close(store);
-    sb_buf_free(&adapters);
+    free(adapters);
     sb_session_free(sess_lora);
     sb_session_free(sess);
     sb_model_free(m);

@@ -62,7 +62,7 @@ int cmd_ingest(int argc, char **argv) {
             printf("usage: sabio ingest --store DIR [-m ENCODER] PATH...\n"
                    "Adds files and folders (txt, md, html, pdf, jsonl, csv) to the store: new files are added, changed\n"
                    "ones re-embedded, unchanged ones skipped, and files gone from an ingested folder removed.\n\n"
-                   "  --store DIR          the store folder (created if needed)\n"
+                   "  --store DIR          the store folder (created if needed), or postgres://USER@HOST/DB\n"
                    "  -m, --model DIR      embedding model (default: the store's, else %s)\n"
                    "  --chunk-tokens N     target chunk size in tokens (default 200)\n"
                    "  --overlap N          tokens repeated between chunks (default 32)\n"
@@ -172,7 +172,7 @@ int cmd_search(int argc, char **argv) {
     sb_err err = {0};
     sb_store *s = sb_store_open(store, false, &err);
     if (!s) cli_die("%s", err.msg);
-    if (!sb_store_model(s)) cli_die("%s: the store is empty", store);
+    if (!sb_store_model(s)) cli_die("%s: the store is empty", sb_store_name(s));
     char *fallback = sb_aprintf("models/%s", sb_store_model(s));
     sb_encoder *enc = open_encoder(model ? model : fallback);
     char *id = cli_model_id(model ? model : fallback);
@@ -405,7 +405,7 @@ int cmd_ask(int argc, char **argv) {
     sb_err err = {0};
     sb_store *s = sb_store_open(store, false, &err);
     if (!s) cli_die("%s", err.msg);
-    if (!sb_store_model(s)) cli_die("%s: the store is empty (run sabio ingest first)", store);
+    if (!sb_store_model(s)) cli_die("%s: the store is empty (run sabio ingest first)", sb_store_name(s));
     char *fallback = sb_aprintf("models/%s", sb_store_model(s));
     sb_encoder *enc = open_encoder(embed ? embed : fallback);
     char *id = cli_model_id(embed ? embed : fallback);

@@ -19,7 +19,8 @@ int cmd_serve(int argc, char **argv) {
                    "grounded answers from knowledge stores (/v1/rag/ask, or chat with {\"sabio\": {\"store\": NAME}})\n"
                    "and a web page at /.\n\n"
                    "  -m, --model PATH        the language model (.gguf or Hugging Face folder)\n"
-                   "  --store [NAME=]DIR      a knowledge store (repeatable; NAME defaults to the folder's name)\n"
+                   "  --store [NAME=]DIR      a knowledge store: a folder or postgres://... (repeatable; NAME defaults\n"
+                   "                          to the folder's or the database's name)\n"
                    "  --embed-model DIR       embedding model (default: the first store's)\n"
                    "  --host ADDR             address to bind (default 127.0.0.1)\n"
                    "  --port N                port (default 8080)\n"
@@ -41,11 +42,12 @@ int cmd_serve(int argc, char **argv) {
         else if (cli_is(a, "--store")) {
             if (o.n_stores == SV_MAX_STORES) cli_die("serve: at most %d stores", SV_MAX_STORES);
             const char *v = cli_value(argc, argv, &i), *eq = strchr(v, '=');
+            if (eq && strcspn(v, ":/") < (size_t)(eq - v)) eq = NULL; /* an '=' inside a postgres:// URL */
             if (eq && eq > v) {
                 o.store_names[o.n_stores] = strndup(v, (size_t)(eq - v));
                 o.store_dirs[o.n_stores] = eq + 1;
             } else {
-                size_t n = strlen(v);
+                size_t n = strcspn(v, "?"); /* a URL's name: its database */
                 while (n > 1 && v[n - 1] == '/') n--;
                 const char *b = v + n;
                 while (b > v && b[-1] != '/') b--;

@@ -21,7 +21,9 @@
 #include "base/threadpool.h"
 #include "model/lora.h"
 #include "tensor/matvec.h"
+#include "tensor/attn.h"
 #include "tensor/ops.h"
+#include "tensor/pgemm.h"
 
 struct sb_ctx {
     const sb_model *m;
@@ -49,7 +51,7 @@ struct sb_ctx {
     float *bhb;             /* (B, 2F) */
     float *wtile;           /* (MAX_THREADS, SB_MATMUL_TILE, max input width) dequantized weight rows */
     size_t wtile_stride;    /* floats per thread in wtile */
-    float *batt_w;          /* (MAX_THREADS, T) attention weights, one row per thread */
+    float *batt_w;          /* (MAX_THREADS, ATT_ROWS, T) attention weights, one block per thread */
     float *bslab;
     uint8_t *pos_long;  /* (T) 1 if that position's keys used LongRoPE's long factors */
     float *slab;
@@ -60,7 +62,7 @@ struct sb_ctx {
     bool exact;         /* decode with float activations (sb_matvec) instead */
     const sb_lora *lora[SB_CTX_MAX_ADAPTERS]; /* adapters added to the projections (borrowed) */
     int n_lora;
-    bool prefill_int8;  /* long prompts through the integer tiles too (SABIO_PREFILL=int8) */
+    bool prefill_int8;  /* fast mode: long prompts through the integer panels too (SABIO_PREFILL=float: no) */
 };
 
 /* ------------------------------------------------------------ context -- */
@@ -68,6 +70,7 @@ struct sb_ctx {
 #define PREFILL_BATCH 128 /* B: prompt tokens pushed through the matrices together */
 #define MAX_THREADS 8    /* threads a context uses at most */
 #define SMALL_BATCH 16   /* prompt batches up to this size use the integer kernels (fast mode) */
+#define ATT_ROWS 32      /* prompt rows per block of attention (sb_attn_causal) */
 
 sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err) {
     const sb_model_config *p = &m->cfg;
@@ -100,12 +103,13 @@ sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err) {
     c->rope_long = -1;
     const char *exact = getenv("SABIO_EXACT"); /* "1": float activations by default (measurements) */
     c->exact = exact && strcmp(exact, "0") != 0;
-    /* Long prompts keep float activations (dequantized tiles + sgemm) by
-     * default: prompt logits then match transformers to 1e-4. "int8" sends
-     * them through sb_matmul_q's tiles where the type has them, as llama.cpp
-     * does: ~1.5x the kernel speed, prompt logits off by ~0.2% (SmolLM2). */
+    /* Long prompts quantize the matrices' inputs to 8 bits like decoding
+     * (tensor/pgemm.h panels, where the CPU and weight type have them), as
+     * llama.cpp does; SABIO_PREFILL=float or sb_ctx_set_prompt_float keeps
+     * float activations (dequantized tiles + sgemm) for them. Exact mode
+     * uses float everywhere. */
     const char *prefill = getenv("SABIO_PREFILL");
-    c->prefill_int8 = prefill && !strcmp(prefill, "int8");
+    c->prefill_int8 = !(prefill && !strcmp(prefill, "float"));
     c->slab = slab;
     c->tokens = tokens;
     c->pos_long = pos_long;
@@ -125,7 +129,7 @@ sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err) {
     size_t B = PREFILL_BATCH, W = D > nq ? D : nq;
     if (F > W) W = F;
     size_t bn = B * (3 * D + nq + 2 * nkv + nq + 2 * F) + (size_t)MAX_THREADS * SB_MATMUL_TILE * W +
-                (size_t)MAX_THREADS * T;
+                (size_t)MAX_THREADS * ATT_ROWS * T;
     c->bslab = sb_calloc(bn, sizeof(float));
     if (!c->bslab) {
         sb_ctx_free(c);
@@ -141,11 +145,12 @@ sb_ctx *sb_ctx_new(const sb_model *m, int n_ctx, sb_err *err) {
     c->bv = s, s += B * nkv;
     c->batt = s, s += B * nq;
     c->bhb = s, s += B * 2 * F;
-    c->batt_w = s, s += (size_t)MAX_THREADS * T;
+    c->batt_w = s, s += (size_t)MAX_THREADS * ATT_ROWS * T;
     c->wtile = s;
     c->wtile_stride = (size_t)SB_MATMUL_TILE * W;
     c->xq_stride = sb_act_bytes(SB_Q8_0, (int64_t)W + 256) + sb_act_bytes(SB_Q8_K, (int64_t)W + 256);
-    c->xq = sb_calloc(PREFILL_BATCH, c->xq_stride); /* SMALL_BATCH rows, or all for sb_matmul_q_tiled */
+    if (sb_pgemm_act_bytes((int64_t)W) > c->xq_stride) c->xq_stride = sb_pgemm_act_bytes((int64_t)W);
+    c->xq = sb_calloc(PREFILL_BATCH, c->xq_stride); /* SMALL_BATCH rows for sb_matmul_q, all for sb_pgemm */
     if (!c->xq) {
         sb_ctx_free(c);
         sb_err_set(err, SB_ERR_NOMEM, "out of memory for the quantized activations");
@@ -179,6 +184,8 @@ void sb_ctx_free(sb_ctx *c) {
 }
 
 void sb_ctx_set_exact(sb_ctx *c, bool exact) { c->exact = exact; }
+
+void sb_ctx_set_prompt_float(sb_ctx *c, bool on) { c->prefill_int8 = !on; }
 
 sb_status sb_ctx_set_adapters(sb_ctx *c, const sb_lora *const *adapters, int n, sb_err *err) {
     if (n < 0 || n > SB_CTX_MAX_ADAPTERS)
@@ -303,8 +310,38 @@ static void mmq_worker(void *arg, int ith, int nth) {
     if (r0 < r1) sb_matmul_q(t->w, t->xq, t->xq_stride, t->n, t->y, t->ldy, r0, r1);
 }
 
+/* Long batches in fast mode: the rows quantized once, the weights read in
+ * panels of 16 rows (tensor/pgemm.h), output columns split over the threads
+ * in whole panels; each thread builds its panels in its tile buffer. */
+typedef struct pg_task {
+    sb_ctx *c;
+    const sb_tensor *w;
+    int n, level;
+    float *y;
+    int64_t ldy;
+} pg_task;
+
+static void pg_worker(void *arg, int ith, int nth) {
+    const pg_task *t = arg;
+    const int64_t rows = t->w->ne[1], panels = (rows + SB_PGEMM_ROWS - 1) / SB_PGEMM_ROWS;
+    const int64_t per = (panels + nth - 1) / nth, r0 = (int64_t)ith * per * SB_PGEMM_ROWS;
+    const int64_t r1 = r0 + per * SB_PGEMM_ROWS < rows ? r0 + per * SB_PGEMM_ROWS : rows;
+    if (r0 < r1)
+        sb_pgemm(t->w, t->c->xq, t->c->xq_stride, t->n, t->y, t->ldy, r0, r1,
+                 t->c->wtile + (size_t)ith * t->c->wtile_stride, t->level);
+}
+
 static void mm_as(sb_ctx *c, const sb_tensor *w, const float *x, int n, float *y, int64_t ldy, int act) {
-    if (act != SB_F32 && (n <= SMALL_BATCH || (c->prefill_int8 && sb_matmul_q_tiled(w->type)))) {
+    const int level = act != SB_F32 && n > SMALL_BATCH && c->prefill_int8 ? sb_pgemm_level(w->type) : -1;
+    if (level >= 0) {
+        for (int b = 0; b < n; b++)
+            sb_pgemm_quantize(w->type, x + (size_t)b * (size_t)w->ne[0],
+                              (sb_q8p *)(void *)((uint8_t *)c->xq + (size_t)b * c->xq_stride), w->ne[0]);
+        pg_task t = {c, w, n, level, y, ldy};
+        sb_pool_run(c->pool, pg_worker, &t);
+        return;
+    }
+    if (act != SB_F32 && n <= SMALL_BATCH) {
         for (int b = 0; b < n; b++)
             sb_act_quantize(act, x + (size_t)b * (size_t)w->ne[0], (uint8_t *)c->xq + (size_t)b * c->xq_stride, w->ne[0]);
         mmq_task t = {w, c->xq, c->xq_stride, n, y, ldy};
@@ -450,13 +487,24 @@ typedef struct att_task {
     const float *kc, *vc;
 } att_task;
 
-/* The B rows' attention split over the threads. */
+/* The B rows' attention in blocks of ATT_ROWS query rows per head
+ * (sb_attn_causal: two sgemm), the (block, head) pairs split over the
+ * threads; each pair is computed by one thread, whatever their number. */
 static void att_worker(void *arg, int ith, int nth) {
     const att_task *t = arg;
-    const int nq = t->c->m->cfg.n_head * t->c->m->cfg.head_dim;
-    for (int b = ith; b < t->B; b += nth)
-        attend(t->c, t->c->bq + (size_t)b * nq, t->pos0 + b, t->kc, t->vc, t->c->batt + (size_t)b * nq,
-               t->c->batt_w + (size_t)ith * t->c->n_ctx);
+    const sb_model_config *p = &t->c->m->cfg;
+    const int Hd = p->head_dim, nq = p->n_head * Hd, nkv = p->n_head_kv * Hd, n_rep = p->n_head / p->n_head_kv;
+    const float scale = (float)(1.0 / sqrt((double)Hd)); /* head_dim ** -0.5 */
+    const int n_blk = (t->B + ATT_ROWS - 1) / ATT_ROWS;
+    float *scratch = t->c->batt_w + (size_t)ith * ATT_ROWS * (size_t)t->c->n_ctx;
+    for (int job = ith; job < n_blk * p->n_head; job += nth) {
+        const int h = job % p->n_head, b0 = job / p->n_head * ATT_ROWS;
+        const int rows = t->B - b0 < ATT_ROWS ? t->B - b0 : ATT_ROWS;
+        const size_t koff = (size_t)(h / n_rep) * Hd; /* repeat_kv */
+        sb_attn_causal(t->c->bq + (size_t)b0 * nq + (size_t)h * Hd, nq, t->kc + koff, t->vc + koff, nkv, rows,
+                       t->pos0 + b0, p->sliding_window, scale, Hd, t->c->batt + (size_t)b0 * nq + (size_t)h * Hd, nq,
+                       scratch);
+    }
 }
 
 /* Runs B <= PREFILL_BATCH prompt tokens at positions pos0.. together: every

@@ -87,9 +87,14 @@ sb_status sb_ctx_set_threads(sb_ctx *c, int n_threads, sb_err *err);
  * Q4_1: up to 1.7% relative over 32 greedy steps, the ids unchanged).
  * exact = true keeps float activations everywhere (dequantized weights times
  * float x, equal to transformers within f32 rounding). Default false, or
- * true if the environment has SABIO_EXACT=1. The lm_head, prompt batches and
+ * true if the environment has SABIO_EXACT=1. The lm_head and
  * F32/F16/BF16 weights always use float activations. */
 void sb_ctx_set_exact(sb_ctx *c, bool exact);
+/* Prompts of more than 16 tokens quantize the matrices' inputs to 8 bits
+ * too, by default (SABIO_PREFILL=float: not), where the CPU has the panel
+ * kernels (tensor/pgemm.h: AVX-512 VNNI); on = float activations for them
+ * (dequantized tiles + sgemm), as exact mode does. */
+void sb_ctx_set_prompt_float(sb_ctx *c, bool on);
 /* LoRA adapters (model/lora.h) added to every projection without merging,
  * each with its own scale; borrowed (they must outlive the context's use).
  * Replaces the previous set; n = 0 removes them. */

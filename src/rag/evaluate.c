@@ -5,7 +5,10 @@
  * appended and flushed as each answer completes; a line cut by a crash is
  * ignored on resume. Its first line fingerprints the question set and the
  * settings, so a cache from other questions or settings is refused rather
- * than mixed in. Reports are rewritten atomically from the cache.
+ * than mixed in; an answer made with an adapter names it (file name, scale,
+ * content hash), so configurations may be run at different times into one
+ * folder (base and RAG while the adapter trains), and answers of another
+ * adapter are refused too. Reports are rewritten atomically from the cache.
  */
 #include "rag/evaluate.h"
 
@@ -25,27 +28,77 @@ typedef struct record {
     bool done;
 } record;
 
-/* FNV-1a over the questions and settings that decide the answers. */
-static uint64_t fingerprint(const sb_eval_question *q, int n, const sb_eval_config *cfg, int n_cfg,
-                            const sb_eval_opts *o) {
-    uint64_t h = 0xcbf29ce484222325ull;
-#define MIX(p, len)                                                                                                    \
-    for (size_t i_ = 0; i_ < (size_t)(len); i_++) h = (h ^ ((const unsigned char *)(p))[i_]) * 0x100000001b3ull
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3ull;
+    return h;
+}
+
+#define FNV_START 0xcbf29ce484222325ull
+
+/* FNV-1a over the questions and settings that decide the answers (not the
+ * adapters: each answer line names its own, so configurations can be run
+ * at different times into one folder). */
+static uint64_t fingerprint(const sb_eval_question *q, int n, const sb_eval_opts *o) {
+    uint64_t h = FNV_START;
     for (int i = 0; i < n; i++) {
-        MIX(q[i].id, strlen(q[i].id) + 1);
-        MIX(q[i].question, strlen(q[i].question) + 1);
+        h = fnv1a(h, q[i].id, strlen(q[i].id) + 1);
+        h = fnv1a(h, q[i].question, strlen(q[i].question) + 1);
     }
     const sb_ask_params *a = &o->ask;
     int ints[4] = {a->k, (int)a->mode, a->answer_tokens, a->gen.n_predict};
-    MIX(ints, sizeof ints);
-    MIX(&a->gen.sampling.temp, sizeof a->gen.sampling.temp);
-    MIX(&a->gen.sampling.seed, sizeof a->gen.sampling.seed);
-    if (a->system) MIX(a->system, strlen(a->system));
-    if (a->answer_prefix) MIX(a->answer_prefix, strlen(a->answer_prefix) + 1);
-    for (int c = 0; c < n_cfg; c++)
-        if (cfg[c].adapter) MIX(cfg[c].adapter, strlen(cfg[c].adapter) + 1);
-#undef MIX
+    h = fnv1a(h, ints, sizeof ints);
+    h = fnv1a(h, &a->gen.sampling.temp, sizeof a->gen.sampling.temp);
+    h = fnv1a(h, &a->gen.sampling.seed, sizeof a->gen.sampling.seed);
+    if (a->system) h = fnv1a(h, a->system, strlen(a->system));
+    if (a->answer_prefix) h = fnv1a(h, a->answer_prefix, strlen(a->answer_prefix) + 1);
     return h;
+}
+
+/* Hashes one file into h; a missing optional file leaves h as it is. */
+static sb_status hash_file(const char *path, bool optional, uint64_t *h, size_t *len, sb_err *err) {
+    if (optional && !sb_file_exists(path)) return SB_OK;
+    sb_mmap m;
+    sb_status st = sb_mmap_open(&m, path, err);
+    if (st != SB_OK) return st;
+    *h = fnv1a(*h, m.data ? m.data : "", m.size);
+    *len += m.size;
+    sb_mmap_close(&m);
+    return SB_OK;
+}
+
+char *sb_eval_adapter_id(const char *const *paths, const float *scales, int n, sb_err *err) {
+    sb_buf b = {0};
+    for (int a = 0; a < n; a++) {
+        uint64_t h = FNV_START;
+        size_t len = 0;
+        sb_status st;
+        if (sb_is_dir(paths[a])) { /* a PEFT folder: its weights and its config (alpha, rank) */
+            char *w = sb_path_join(paths[a], "adapter_model.safetensors");
+            char *c = sb_path_join(paths[a], "adapter_config.json");
+            st = w && c ? hash_file(w, false, &h, &len, err) : sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+            if (st == SB_OK) st = hash_file(c, true, &h, &len, err);
+            free(w);
+            free(c);
+        } else { /* a file; a PEFT safetensors file is read with the config beside it */
+            st = hash_file(paths[a], false, &h, &len, err);
+            const char *slash = strrchr(paths[a], '/');
+            char *dir = slash ? sb_strndup(paths[a], (size_t)(slash - paths[a])) : sb_strdup(".");
+            char *c = dir ? sb_path_join(dir, "adapter_config.json") : NULL;
+            if (st == SB_OK && !c) st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+            if (st == SB_OK && strstr(paths[a], ".safetensors")) st = hash_file(c, true, &h, &len, err);
+            free(dir);
+            free(c);
+        }
+        if (st != SB_OK) {
+            sb_buf_free(&b);
+            return NULL;
+        }
+        const char *base = strrchr(paths[a], '/');
+        sb_buf_printf(&b, "%s%s*%g fnv1a64:%016llx:%zu", a ? "," : "", base && base[1] ? base + 1 : paths[a],
+                      scales[a], (unsigned long long)h, len);
+    }
+    if (!b.data && !sb_buf_puts(&b, "")) sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+    return b.data;
 }
 
 static int config_index(const sb_eval_config *cfg, int n_cfg, const char *name) {
@@ -95,6 +148,15 @@ static sb_status load_cache(const char *path, uint64_t fp, const sb_eval_questio
         }
         int c = config_index(cfg, n_cfg, json_string_value(json_object_get(o, "config")) ?: "");
         int i = question_index(q, n, json_string_value(json_object_get(o, "id")) ?: "");
+        const char *had = json_string_value(json_object_get(o, "adapter"));
+        if (c >= 0 && i >= 0 && (cfg[c].adapter || had) && (!cfg[c].adapter || !had || strcmp(had, cfg[c].adapter))) {
+            st = sb_err_set(err, SB_ERR_INVALID,
+                            "%s:%d: %s was answered with adapter %s, now %s: remove its lines or choose another "
+                            "output folder",
+                            path, ln, cfg[c].name, had ? had : "none", cfg[c].adapter ? cfg[c].adapter : "none");
+            json_decref(o);
+            break;
+        }
         if (c >= 0 && i >= 0 && !rec[c * n + i].done) {
             record *r = &rec[c * n + i];
             r->em = num(o, "em");
@@ -520,7 +582,7 @@ sb_status sb_eval_run(const sb_eval_question *q, int n, const sb_eval_config *cf
         free(cpath);
         return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
     }
-    uint64_t fp = fingerprint(q, n, cfg, n_cfg, o);
+    uint64_t fp = fingerprint(q, n, o);
     int done = 0;
     st = load_cache(cpath, fp, q, n, cfg, n_cfg, rec, &done, err);
     FILE *f = st == SB_OK ? fopen(cpath, "a") : NULL;
@@ -548,6 +610,7 @@ sb_status sb_eval_run(const sb_eval_question *q, int n, const sb_eval_config *cf
                                      opt_num(r->recall), "citations_ok", opt_num(r->cite_ok), "support",
                                      opt_num(r->support), "seconds", r->seconds, "gen_seconds", r->t_gen,
                                      "gen_tokens", r->n_gen);
+            if (line && cfg[c].adapter) json_object_set_new(line, "adapter", json_string(cfg[c].adapter));
             free(answer);
             st = line ? append_line(f, line, cpath, err) : sb_err_set(err, SB_ERR_NOMEM, "out of memory");
             json_decref(line);

@@ -26,7 +26,7 @@ typedef struct sb_eval_config {
     const sb_model *model;
     sb_session *session;
     bool rag;           /* ground the answers in the store */
-    const char *adapter; /* what was attached (paths), recorded in the cache's fingerprint; may be NULL */
+    const char *adapter; /* what was attached (sb_eval_adapter_id), recorded with each answer; may be NULL */
 } sb_eval_config;
 
 typedef struct sb_eval_opts {
@@ -55,6 +55,12 @@ typedef void (*sb_eval_progress)(const char *config, int done, int total, double
 sb_status sb_eval_run(const sb_eval_question *q, int n, const sb_eval_config *cfg, int n_cfg, sb_store *store,
                       sb_encoder *enc, const sb_eval_opts *o, sb_eval_progress cb, void *user, int *n_missing,
                       sb_err *err);
+
+/* Names adapters by what they hold: "file*scale fnv1a64:HASH:BYTES" per
+ * adapter, comma-separated (a PEFT folder or .safetensors file hashed with
+ * its adapter_config.json), so a retrained adapter under the same path is
+ * not taken for the old one. Heap string; NULL on a read error. */
+char *sb_eval_adapter_id(const char *const *paths, const float *scales, int n, sb_err *err);
 
 /* The chart of f1.svg: labelled bars (values in 0..1) with whiskers from
  * lo to hi. Heap string. */

@@ -1,12 +1,14 @@
 /*
- * store.c - the SQLite knowledge store of store.h: schema, per-document
- * ingest transactions, and dense / BM25 / hybrid search.
+ * store.c - the knowledge store of store.h over its backends (store_impl.h):
+ * opening by location (a folder: SQLite; postgres://...: PostgreSQL), the
+ * embedding model, ingest (one transaction per document), and dense / BM25 /
+ * hybrid search.
  *
  * Dense search: below SABIO_HNSW_MIN chunks the embeddings are read into
- * one matrix (re-read after a write) and scored by inner product (the
+ * one matrix (re-read after a change) and scored by inner product (the
  * encoders' vectors are L2-normalised, so this is cosine); from there the
- * HNSW index of store_index.c answers. Chunk ids only grow (a high-water mark
- * in meta), so an id the index has seen never comes back with other content.
+ * HNSW index of store_index.c answers. Chunk ids only grow, so an id the
+ * index has seen never comes back with other content.
  */
 #include "rag/store_impl.h"
 
@@ -14,118 +16,28 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-
-/* one transaction: a kill while creating it leaves no half schema */
-static const char *SCHEMA =
-    "BEGIN IMMEDIATE;"
-    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS documents(id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL,"
-    " hash TEXT NOT NULL, mtime INTEGER, size INTEGER, type TEXT, title TEXT, added INTEGER);"
-    "CREATE TABLE IF NOT EXISTS chunks(id INTEGER PRIMARY KEY,"
-    " doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE, seq INTEGER NOT NULL,"
-    " text TEXT NOT NULL, section TEXT, page INTEGER, line_start INTEGER, line_end INTEGER,"
-    " char_start INTEGER, char_end INTEGER, n_tokens INTEGER, embedding BLOB NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);"
-    "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, content='chunks', content_rowid='id');"
-    "CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN"
-    " INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END;"
-    "CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN"
-    " INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES('delete', old.id, old.text); END;"
-    "COMMIT;";
-
-sb_status sb_store_db_err(sb_store *s, sb_err *err, const char *what) {
-    return sb_err_set(err, SB_ERR_IO, "%s/store.db: %s: %s", s->dir, what, sqlite3_errmsg(s->db));
-}
-#define db_err sb_store_db_err
-
-static bool exec(sb_store *s, const char *sql, sb_err *err) {
-    char *msg = NULL;
-    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        sb_err_set(err, SB_ERR_IO, "%s/store.db: %s", s->dir, msg ? msg : "error");
-        sqlite3_free(msg);
-        return false;
-    }
-    return true;
-}
-
-static char *meta_get(sb_store *s, const char *key) {
-    sqlite3_stmt *st;
-    char *v = NULL;
-    if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key=?", -1, &st, NULL) != SQLITE_OK) return NULL;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) v = sb_strdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    return v;
-}
-
-static bool meta_set(sb_store *s, const char *key, const char *value) {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", -1, &st, NULL) != SQLITE_OK)
-        return false;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-    bool ok = sqlite3_step(st) == SQLITE_DONE;
-    sqlite3_finalize(st);
-    return ok;
-}
-
-/* the schema's last object exists: the whole schema does (one transaction),
- * and readers need not take the write lock to create it */
-static bool schema_present(sb_store *s) {
-    sqlite3_stmt *q;
-    bool found = false;
-    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_master WHERE name = 'chunks_ad'", -1, &q, NULL) == SQLITE_OK) {
-        found = sqlite3_step(q) == SQLITE_ROW;
-        sqlite3_finalize(q);
-    }
-    return found;
-}
-
-sb_store *sb_store_open(const char *dir, bool create, sb_err *err) {
-    if (create && mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        sb_err_set(err, SB_ERR_IO, "%s: cannot create the store folder: %s", dir, strerror(errno));
-        return NULL;
-    }
-    char *path = sb_path_join(dir, "store.db");
-    if (!path) return NULL;
-    if (!create && !sb_file_exists(path)) {
-        sb_err_set(err, SB_ERR_NOT_FOUND, "%s: no store here (run `sabio ingest --store %s ...` first)", dir, dir);
-        free(path);
-        return NULL;
-    }
+sb_store *sb_store_open(const char *loc, bool create, sb_err *err) {
     sb_store *s = calloc(1, sizeof *s);
-    if (!s || !(s->dir = sb_strdup(dir))) {
+    bool pg = sb_store_is_pg(loc);
+    if (!s || !(s->dir = pg ? sb_pg_redact(loc) : sb_strdup(loc))) {
         free(s);
-        free(path);
         sb_err_set(err, SB_ERR_NOMEM, "out of memory");
         return NULL;
     }
     s->stale = true;
     const char *min = getenv("SABIO_HNSW_MIN");
     s->index_min = min && *min ? atoll(min) : 4096;
-    int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), NULL);
-    free(path);
-    if (rc != SQLITE_OK) {
-        sb_err_set(err, SB_ERR_IO, "%s/store.db: cannot open: %s", dir, s->db ? sqlite3_errmsg(s->db) : "no memory");
+    if ((pg ? sb_store_pg_open(s, loc, create, err) : sb_store_sqlite_open(s, loc, create, err)) != SB_OK) {
         sb_store_close(s);
         return NULL;
     }
-    sqlite3_busy_timeout(s->db, 10000);
-    /* WAL: readers never block the writer, and a killed writer loses only its
-     * open transaction. synchronous=FULL: a committed document survives power loss. */
-    if (!exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", err) ||
-        (!schema_present(s) && !exec(s, SCHEMA, err))) {
-        sb_store_close(s);
-        return NULL;
-    }
-    s->model = meta_get(s, "embedding_model");
-    char *dim = meta_get(s, "embedding_dim");
+    s->model = s->ops->meta_get(s, "embedding_model");
+    char *dim = s->ops->meta_get(s, "embedding_dim");
     s->dim = dim ? atoi(dim) : 0;
     free(dim);
     return s;
@@ -133,8 +45,9 @@ sb_store *sb_store_open(const char *dir, bool create, sb_err *err) {
 
 void sb_store_close(sb_store *s) {
     if (!s) return;
-    sqlite3_close(s->db);
+    if (s->ops) s->ops->close(s);
     free(s->dir);
+    free(s->index_path);
     free(s->model);
     free(s->vecs);
     free(s->ids);
@@ -145,6 +58,8 @@ void sb_store_close(sb_store *s) {
 
 const char *sb_store_errmsg(const sb_store *s) { return s->err.msg; }
 const char *sb_store_model(const sb_store *s) { return s->model; }
+const char *sb_store_name(const sb_store *s) { return s->dir; }
+const char *sb_store_index_path(const sb_store *s) { return s->index_path; }
 
 sb_status sb_store_bind_model(sb_store *s, const char *model_id, int dim, sb_err *err) {
     if (!model_id) return SB_OK;
@@ -158,11 +73,16 @@ sb_status sb_store_bind_model(sb_store *s, const char *model_id, int dim, sb_err
     }
     char d[32];
     snprintf(d, sizeof d, "%d", dim);
-    if (!meta_set(s, "embedding_model", model_id) || !meta_set(s, "embedding_dim", d))
-        return db_err(s, err, "recording the embedding model");
-    s->model = sb_strdup(model_id);
-    s->dim = dim;
-    return SB_OK;
+    sb_status st = s->ops->meta_set(s, "embedding_model", model_id, err);
+    if (st == SB_OK) st = s->ops->meta_set(s, "embedding_dim", d, err);
+    if (st != SB_OK) return st;
+    /* another ingester may have recorded its model first: read what won */
+    s->model = s->ops->meta_get(s, "embedding_model");
+    char *got = s->ops->meta_get(s, "embedding_dim");
+    s->dim = got ? atoi(got) : 0;
+    free(got);
+    if (!s->model) return sb_err_set(err, SB_ERR_IO, "%s: the embedding model was not recorded", s->dir);
+    return sb_store_bind_model(s, model_id, dim, err);
 }
 
 /* ---- ingest ---- */
@@ -212,85 +132,6 @@ static void walk(const char *path, pathlist *files, int depth) {
     }
 }
 
-static sb_status store_doc(sb_store *s, const sb_doc *d, const char *hash, const struct stat *fst,
-                           const sb_chunk *ch, size_t n, const float *emb, int dim, sb_err *err) {
-    if (!exec(s, "BEGIN IMMEDIATE", err)) return SB_ERR_IO;
-    sqlite3_stmt *del = NULL, *ins = NULL, *ic = NULL;
-    sb_status st = SB_OK;
-    if (sqlite3_prepare_v2(s->db, "DELETE FROM documents WHERE path=?", -1, &del, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db,
-                           "INSERT INTO documents(path, hash, mtime, size, type, title, added) "
-                           "VALUES(?, ?, ?, ?, ?, ?, strftime('%s','now'))",
-                           -1, &ins, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db,
-                           "INSERT INTO chunks(doc_id, seq, text, section, page, line_start, line_end, char_start,"
-                           " char_end, n_tokens, embedding, id) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &ic, NULL) != SQLITE_OK) {
-        st = db_err(s, err, "preparing the ingest");
-        goto out;
-    }
-    sqlite3_bind_text(del, 1, d->path, -1, SQLITE_STATIC);
-    if (sqlite3_step(del) != SQLITE_DONE) {
-        st = db_err(s, err, "removing the old version");
-        goto out;
-    }
-    sqlite3_bind_text(ins, 1, d->path, -1, SQLITE_STATIC);
-    sqlite3_bind_text(ins, 2, hash, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(ins, 3, (sqlite3_int64)fst->st_mtime);
-    sqlite3_bind_int64(ins, 4, (sqlite3_int64)fst->st_size);
-    sqlite3_bind_text(ins, 5, d->type, -1, SQLITE_STATIC);
-    sqlite3_bind_text(ins, 6, d->title, -1, SQLITE_STATIC);
-    if (sqlite3_step(ins) != SQLITE_DONE) {
-        st = db_err(s, err, "adding the document");
-        goto out;
-    }
-    sqlite3_int64 doc_id = sqlite3_last_insert_rowid(s->db);
-    /* chunk ids never come back (the index keys on them): above both the
-     * largest present and the high-water mark of all ever given */
-    char *hwm = meta_get(s, "chunk_hwm");
-    sqlite3_int64 next = hwm ? atoll(hwm) : 0;
-    free(hwm);
-    sqlite3_stmt *mx;
-    if (sqlite3_prepare_v2(s->db, "SELECT coalesce(max(id), 0) FROM chunks", -1, &mx, NULL) == SQLITE_OK) {
-        if (sqlite3_step(mx) == SQLITE_ROW && sqlite3_column_int64(mx, 0) > next) next = sqlite3_column_int64(mx, 0);
-        sqlite3_finalize(mx);
-    }
-    char hv[32];
-    snprintf(hv, sizeof hv, "%lld", (long long)(next + (sqlite3_int64)n));
-    if (!meta_set(s, "chunk_hwm", hv)) {
-        st = db_err(s, err, "recording the chunk id mark");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_reset(ic);
-        sqlite3_bind_int64(ic, 12, next + 1 + (sqlite3_int64)i);
-        sqlite3_bind_int64(ic, 1, doc_id);
-        sqlite3_bind_int64(ic, 2, (sqlite3_int64)i);
-        sqlite3_bind_text(ic, 3, d->text + ch[i].start, (int)(ch[i].end - ch[i].start), SQLITE_STATIC);
-        if (ch[i].section) sqlite3_bind_text(ic, 4, ch[i].section, -1, SQLITE_STATIC);
-        else sqlite3_bind_null(ic, 4);
-        sqlite3_bind_int(ic, 5, ch[i].page);
-        sqlite3_bind_int(ic, 6, ch[i].line_start);
-        sqlite3_bind_int(ic, 7, ch[i].line_end);
-        sqlite3_bind_int64(ic, 8, (sqlite3_int64)ch[i].start);
-        sqlite3_bind_int64(ic, 9, (sqlite3_int64)ch[i].end);
-        sqlite3_bind_int(ic, 10, ch[i].n_tokens);
-        sqlite3_bind_blob(ic, 11, emb + i * (size_t)dim, (int)(sizeof(float) * (size_t)dim), SQLITE_STATIC);
-        if (sqlite3_step(ic) != SQLITE_DONE) {
-            st = db_err(s, err, "adding a chunk");
-            goto out;
-        }
-    }
-out:
-    sqlite3_finalize(del);
-    sqlite3_finalize(ins);
-    sqlite3_finalize(ic);
-    if (st == SB_OK && !exec(s, "COMMIT", err)) st = SB_ERR_IO;
-    if (st != SB_OK) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    s->stale = true;
-    return st;
-}
-
 /* Returns SB_OK with *unchanged set when the stored hash matches. */
 static sb_status ingest_file(sb_store *s, sb_encoder *enc, const char *path, const sb_ingest_opts *o, bool *unchanged,
                              bool *existed, int64_t *n_chunks, sb_err *err) {
@@ -302,15 +143,14 @@ static sb_status ingest_file(sb_store *s, sb_encoder *enc, const char *path, con
     char hash[40];
     content_hash(d.text, d.len, hash);
     *unchanged = *existed = false;
-    sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "SELECT hash FROM documents WHERE path=?", -1, &q, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(q, 1, path, -1, SQLITE_STATIC);
-        if (sqlite3_step(q) == SQLITE_ROW) {
-            *existed = true;
-            *unchanged = !strcmp((const char *)sqlite3_column_text(q, 0), hash);
-        }
-        sqlite3_finalize(q);
+    char *old = NULL;
+    if ((st = s->ops->doc_hash(s, path, &old, err)) != SB_OK) {
+        sb_doc_free(&d);
+        return st;
     }
+    *existed = old != NULL;
+    *unchanged = old && !strcmp(old, hash);
+    free(old);
     if (*unchanged) {
         sb_doc_free(&d);
         return SB_OK;
@@ -336,7 +176,10 @@ static sb_status ingest_file(sb_store *s, sb_encoder *enc, const char *path, con
         }
         if (st == SB_OK) st = sb_encoder_embed(enc, texts, (int)n, true, emb, err);
     }
-    if (st == SB_OK) st = store_doc(s, &d, hash, &fst, ch, n, emb, dim, err);
+    if (st == SB_OK) {
+        st = s->ops->put_doc(s, &d, hash, (int64_t)fst.st_mtime, (int64_t)fst.st_size, ch, n, emb, dim, err);
+        s->stale = true;
+    }
     *n_chunks = st == SB_OK ? (int64_t)n : 0;
     for (size_t i = 0; owned && i < n; i++) free(owned[i]);
     free(owned);
@@ -347,28 +190,32 @@ static sb_status ingest_file(sb_store *s, sb_encoder *enc, const char *path, con
     return st;
 }
 
+typedef struct missing_ctx {
+    const char *root;
+    size_t rl;
+    const pathlist *seen;
+    pathlist gone;
+} missing_ctx;
+
+static void find_missing(const char *p, int64_t chunks, void *user) {
+    missing_ctx *m = user;
+    if (strncmp(p, m->root, m->rl) || (p[m->rl] != '/' && p[m->rl])) return;
+    if (bsearch(&p, m->seen->p, m->seen->n, sizeof(char *), cmp_str)) return;
+    pl_push(&m->gone, sb_strdup(p));
+}
+
 /* Documents under the folder root whose files are gone. */
 static int remove_missing(sb_store *s, const char *root, const pathlist *seen) {
     char *abs = realpath(root, NULL);
     if (!abs) return 0;
-    size_t rl = strlen(abs);
-    sqlite3_stmt *q;
-    pathlist gone = {0};
-    if (sqlite3_prepare_v2(s->db, "SELECT path FROM documents", -1, &q, NULL) == SQLITE_OK) {
-        while (sqlite3_step(q) == SQLITE_ROW) {
-            const char *p = (const char *)sqlite3_column_text(q, 0);
-            if (strncmp(p, abs, rl) || (p[rl] != '/' && p[rl])) continue;
-            if (bsearch(&p, seen->p, seen->n, sizeof(char *), cmp_str)) continue;
-            pl_push(&gone, sb_strdup(p));
-        }
-        sqlite3_finalize(q);
-    }
+    missing_ctx m = {abs, strlen(abs), seen, {0}};
+    s->ops->each_doc(s, find_missing, &m, NULL);
     int removed = 0;
-    for (size_t i = 0; i < gone.n; i++) {
-        removed += sb_store_remove(s, gone.p[i], NULL) == SB_OK;
-        free(gone.p[i]);
+    for (size_t i = 0; i < m.gone.n; i++) {
+        removed += sb_store_remove(s, m.gone.p[i], NULL) == SB_OK;
+        free(m.gone.p[i]);
     }
-    free(gone.p);
+    free(m.gone.p);
     free(abs);
     return removed;
 }
@@ -422,51 +269,33 @@ sb_status sb_store_ingest(sb_store *s, sb_encoder *enc, const char *const *paths
 }
 
 sb_status sb_store_remove(sb_store *s, const char *path, sb_err *err) {
-    sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "DELETE FROM documents WHERE path=?", -1, &q, NULL) != SQLITE_OK)
-        return db_err(s, err, "removing");
     char *abs = realpath(path, NULL);
-    sqlite3_bind_text(q, 1, abs ? abs : path, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    bool found = false;
+    sb_status st = s->ops->remove_doc(s, abs ? abs : path, &found, err);
     free(abs);
-    if (rc != SQLITE_DONE) return db_err(s, err, "removing");
     s->stale = true;
-    if (sqlite3_changes(s->db) == 0) return sb_err_set(err, SB_ERR_NOT_FOUND, "%s: not in the store", path);
+    if (st != SB_OK) return st;
+    if (!found) return sb_err_set(err, SB_ERR_NOT_FOUND, "%s: not in the store", path);
     return SB_OK;
 }
 
 /* ---- search ---- */
 
-sb_status sb_store_load_ids(sb_store *s, sb_err *err) {
-    if (!s->stale) return SB_OK;
-    free(s->vecs);
-    s->vecs = NULL;
-    s->n_ids = 0;
-    s->index_stale = true;
-    sqlite3_stmt *q;
-    int64_t n = 0, cap = 0;
-    if (sqlite3_prepare_v2(s->db, "SELECT id, doc_id FROM chunks ORDER BY id", -1, &q, NULL) != SQLITE_OK)
-        return db_err(s, err, "reading chunk ids");
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 1024;
-            int64_t *ids = sb_realloc_array(s->ids, (size_t)cap, sizeof(int64_t));
-            if (ids) s->ids = ids;
-            int64_t *docs = sb_realloc_array(s->doc_of, (size_t)cap, sizeof(int64_t));
-            if (docs) s->doc_of = docs;
-            if (!ids || !docs) {
-                sqlite3_finalize(q);
-                return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
-            }
-        }
-        s->ids[n] = sqlite3_column_int64(q, 0);
-        s->doc_of[n++] = sqlite3_column_int64(q, 1);
+sb_status sb_store_load_ids(sb_store *s, sb_err *err) { return s->ops->refresh(s, err); }
+
+bool sb_store_push_id(sb_store *s, int64_t id, int64_t doc) {
+    if (s->n_ids == s->cap_ids) {
+        int64_t cap = s->cap_ids ? s->cap_ids * 2 : 1024;
+        int64_t *ids = sb_realloc_array(s->ids, (size_t)cap, sizeof(int64_t));
+        if (ids) s->ids = ids;
+        int64_t *docs = sb_realloc_array(s->doc_of, (size_t)cap, sizeof(int64_t));
+        if (docs) s->doc_of = docs;
+        if (!ids || !docs) return false;
+        s->cap_ids = cap;
     }
-    sqlite3_finalize(q);
-    s->n_ids = n;
-    s->stale = false;
-    return SB_OK;
+    s->ids[s->n_ids] = id;
+    s->doc_of[s->n_ids++] = doc;
+    return true;
 }
 
 int64_t sb_store_find_id(const sb_store *s, int64_t id) {
@@ -480,6 +309,13 @@ int64_t sb_store_find_id(const sb_store *s, int64_t id) {
     return -1;
 }
 
+static void put_vector(int64_t id, const void *blob, size_t bytes, void *user) {
+    sb_store *s = user;
+    int64_t i = sb_store_find_id(s, id);
+    if (i < 0 || bytes != sizeof(float) * (size_t)s->dim) return;
+    memcpy(s->vecs + (size_t)i * (size_t)s->dim, blob, bytes);
+}
+
 /* The exact scan's matrix, in the order of s->ids (a vector of the wrong
  * size reads as zeros: it never matches). */
 static sb_status load_vectors(sb_store *s, sb_err *err) {
@@ -487,16 +323,12 @@ static sb_status load_vectors(sb_store *s, sb_err *err) {
     if (st != SB_OK || s->vecs) return st;
     s->vecs = sb_calloc((size_t)(s->n_ids ? s->n_ids : 1) * (size_t)s->dim, sizeof(float));
     if (!s->vecs) return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
-    sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "SELECT id, embedding FROM chunks ORDER BY id", -1, &q, NULL) != SQLITE_OK)
-        return db_err(s, err, "reading embeddings");
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        int64_t i = sb_store_find_id(s, sqlite3_column_int64(q, 0));
-        if (i < 0 || sqlite3_column_bytes(q, 1) != (int)(sizeof(float) * (size_t)s->dim)) continue;
-        memcpy(s->vecs + (size_t)i * (size_t)s->dim, sqlite3_column_blob(q, 1), sizeof(float) * (size_t)s->dim);
+    st = s->ops->vectors(s, NULL, 0, put_vector, s, err);
+    if (st != SB_OK) {
+        free(s->vecs);
+        s->vecs = NULL;
     }
-    sqlite3_finalize(q);
-    return SB_OK;
+    return st;
 }
 
 typedef struct scored {
@@ -509,20 +341,7 @@ static int cmp_scored(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* ---- metadata filters ---- */
-
-#define FILTER_SQL                                                                                           \
-    "(?1 IS NULL OR d.path GLOB ?1) AND (?2 IS NULL OR d.type = ?2) AND (?3 IS NULL OR d.mtime >= ?3) AND "  \
-    "(?4 IS NULL OR d.mtime <= ?4)"
-
 static bool has_filter(const sb_search_opts *o) { return o->path_glob || o->type || o->since || o->until; }
-
-static void bind_filter(sqlite3_stmt *q, const sb_search_opts *o) {
-    if (o->path_glob) sqlite3_bind_text(q, 1, o->path_glob, -1, SQLITE_STATIC);
-    if (o->type) sqlite3_bind_text(q, 2, o->type, -1, SQLITE_STATIC);
-    if (o->since) sqlite3_bind_int64(q, 3, o->since);
-    if (o->until) sqlite3_bind_int64(q, 4, o->until);
-}
 
 /* the documents passing the filters, ascending */
 typedef struct doc_set {
@@ -531,26 +350,7 @@ typedef struct doc_set {
 } doc_set;
 
 static sb_status filter_docs(sb_store *s, const sb_search_opts *o, doc_set *ds, sb_err *err) {
-    sqlite3_stmt *q;
-    size_t cap = 0;
-    if (sqlite3_prepare_v2(s->db, "SELECT d.id FROM documents d WHERE " FILTER_SQL " ORDER BY d.id", -1, &q, NULL) !=
-        SQLITE_OK)
-        return db_err(s, err, "filtering documents");
-    bind_filter(q, o);
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        if (ds->n == cap) {
-            cap = cap ? cap * 2 : 64;
-            int64_t *np = sb_realloc_array(ds->ids, cap, sizeof *np);
-            if (!np) {
-                sqlite3_finalize(q);
-                return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
-            }
-            ds->ids = np;
-        }
-        ds->ids[ds->n++] = sqlite3_column_int64(q, 0);
-    }
-    sqlite3_finalize(q);
-    return SB_OK;
+    return s->ops->filter_docs(s, o, &ds->ids, &ds->n, err);
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -621,21 +421,20 @@ static sb_status dense(sb_store *s, sb_encoder *enc, const char *query, int k, b
     return SB_OK;
 }
 
-/* FTS5 query from free text: each word quoted, OR'ed (BM25 ranks them). */
-static char *fts_query(const char *q) {
+static bool word_byte(char c) {
+    return (unsigned char)c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+char *sb_store_query_words(const char *q, const char *open, const char *close, const char *sep) {
     sb_buf b = {0};
     const char *p = q;
     while (*p) {
-        while (*p && !((unsigned char)*p >= 0x80 || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
-                       (*p >= 'A' && *p <= 'Z')))
-            p++;
+        while (*p && !word_byte(*p)) p++;
         const char *w = p;
-        while ((unsigned char)*p >= 0x80 || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
-               (*p >= 'A' && *p <= 'Z'))
-            p++;
+        while (*p && word_byte(*p)) p++;
         if (p > w) {
-            if (b.len) sb_buf_puts(&b, " OR ");
-            sb_buf_printf(&b, "\"%.*s\"", (int)(p - w), w);
+            if (b.len) sb_buf_puts(&b, sep);
+            sb_buf_printf(&b, "%s%.*s%s", open, (int)(p - w), w, close);
         }
     }
     return b.data;
@@ -644,28 +443,16 @@ static char *fts_query(const char *q) {
 static sb_status bm25(sb_store *s, const char *query, int k, const sb_search_opts *o, scored **out, int *n,
                       sb_err *err) {
     *out = malloc(sizeof(scored) * (size_t)(k > 0 ? k : 1));
+    int64_t *ids = malloc(sizeof(int64_t) * (size_t)(k > 0 ? k : 1));
+    double *sc = malloc(sizeof(double) * (size_t)(k > 0 ? k : 1));
     *n = 0;
-    if (!*out) return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
-    char *fq = fts_query(query);
-    if (!fq) return SB_OK; /* no words: nothing matches */
-    sqlite3_stmt *q;
-    const char *sql = has_filter(o) ? "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?5 AND "
-                                      "rowid IN (SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE " FILTER_SQL
-                                      ") ORDER BY bm25(chunks_fts) LIMIT ?6"
-                                    : "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ?5 "
-                                      "ORDER BY bm25(chunks_fts) LIMIT ?6";
-    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
-        free(fq);
-        return db_err(s, err, "full-text search");
-    }
-    if (has_filter(o)) bind_filter(q, o);
-    sqlite3_bind_text(q, 5, fq, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(q, 6, k);
-    while (sqlite3_step(q) == SQLITE_ROW && *n < k)
-        (*out)[(*n)++] = (scored){sqlite3_column_int64(q, 0), -sqlite3_column_double(q, 1)};
-    sqlite3_finalize(q);
-    free(fq);
-    return SB_OK;
+    sb_status st = *out && ids && sc ? s->ops->text_search(s, query, k, o, ids, sc, n, err)
+                                     : sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == SB_OK && i < *n; i++) (*out)[i] = (scored){ids[i], sc[i]};
+    if (st != SB_OK) *n = 0;
+    free(ids);
+    free(sc);
+    return st;
 }
 
 /* min-max normalised score of entry i of a list (descending scores) */
@@ -705,12 +492,8 @@ void sb_hits_free(sb_hit *hits, int n) {
     free(hits);
 }
 
-/* kept hits' spans, for dropping overlapping chunks */
-typedef struct span {
-    int64_t doc, start, end;
-} span;
-
-static bool overlaps(const span *kept, const sb_hit *hits, int n, span x, const char *text) {
+/* does chunk x (of text) repeat or overlap by more than half a kept hit? */
+static bool overlaps(const sb_store_span *kept, const sb_hit *hits, int n, sb_store_span x, const char *text) {
     for (int i = 0; i < n; i++) {
         if (!strcmp(hits[i].text, text)) return true;
         if (kept[i].doc != x.doc) continue;
@@ -722,31 +505,17 @@ static bool overlaps(const span *kept, const sb_hit *hits, int n, span x, const 
     return false;
 }
 
-static const char HIT_SQL[] = "SELECT d.path, c.section, c.text, c.line_start, c.line_end, c.page FROM chunks c "
-                              "JOIN documents d ON d.id = c.doc_id WHERE c.id = ?";
-
-/* Fills h (score 0) from chunk id with the prepared HIT_SQL; false if absent. */
-static bool read_hit(sqlite3_stmt *q, int64_t id, sb_hit *h) {
-    sqlite3_reset(q);
-    sqlite3_bind_int64(q, 1, id);
-    if (sqlite3_step(q) != SQLITE_ROW) return false;
-    *h = (sb_hit){.chunk_id = id};
-    h->path = sb_strdup((const char *)sqlite3_column_text(q, 0));
-    h->section = sqlite3_column_text(q, 1) ? sb_strdup((const char *)sqlite3_column_text(q, 1)) : NULL;
-    h->text = sb_strdup((const char *)sqlite3_column_text(q, 2));
-    h->line_start = sqlite3_column_int(q, 3);
-    h->line_end = sqlite3_column_int(q, 4);
-    h->page = sqlite3_column_int(q, 5);
-    return true;
-}
-
 sb_status sb_store_get_chunk(sb_store *s, int64_t chunk_id, sb_hit *out, sb_err *err) {
     memset(out, 0, sizeof *out);
-    sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(s->db, HIT_SQL, -1, &q, NULL) != SQLITE_OK) return db_err(s, err, "reading a chunk");
-    bool found = read_hit(q, chunk_id, out);
-    sqlite3_finalize(q);
-    if (!found) return sb_err_set(err, SB_ERR_NOT_FOUND, "%s: no chunk %lld", s->dir, (long long)chunk_id);
+    sb_status st = s->ops->read_chunks(s, &chunk_id, 1, out, NULL, err);
+    if (st != SB_OK || !out->path) {
+        free(out->path);
+        free(out->section);
+        free(out->text);
+        memset(out, 0, sizeof *out);
+    }
+    if (st != SB_OK) return st;
+    if (!out->path) return sb_err_set(err, SB_ERR_NOT_FOUND, "%s: no chunk %lld", s->dir, (long long)chunk_id);
     return SB_OK;
 }
 
@@ -806,40 +575,33 @@ sb_status sb_store_search_opts(sb_store *s, sb_encoder *enc, const char *query, 
         for (int i = 0; i < nr; i++) ids[i] = l[i].id, sc[i] = l[i].score;
     }
     *hits = calloc((size_t)k, sizeof **hits);
-    span *kept = malloc(sizeof(span) * (size_t)k);
-    sqlite3_stmt *q = NULL;
-    if (!*hits || !kept ||
-        sqlite3_prepare_v2(s->db,
-                           "SELECT d.path, c.section, c.text, c.line_start, c.line_end, c.page, c.doc_id, c.char_start,"
-                           " c.char_end FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id = ?",
-                           -1, &q, NULL) != SQLITE_OK) {
-        st = *hits && kept ? db_err(s, err, "reading hits") : sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+    sb_store_span *kept = malloc(sizeof(sb_store_span) * (size_t)k);
+    if (!*hits || !kept) {
+        st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
         free(kept);
         goto out;
     }
-    for (int i = 0; i < nr && *n_hits < k; i++) {
-        sqlite3_reset(q);
-        sqlite3_bind_int64(q, 1, ids[i]);
-        if (sqlite3_step(q) != SQLITE_ROW) continue;
-        span x = {sqlite3_column_int64(q, 6), sqlite3_column_int64(q, 7), sqlite3_column_int64(q, 8)};
-        const char *text = (const char *)sqlite3_column_text(q, 2);
-        if (!o->keep_overlaps && overlaps(kept, *hits, *n_hits, x, text)) continue;
-        kept[*n_hits] = x;
-        sb_hit *h = &(*hits)[(*n_hits)++];
-        h->chunk_id = ids[i];
-        h->score = sc[i];
-        h->path = sb_strdup((const char *)sqlite3_column_text(q, 0));
-        h->section = sqlite3_column_text(q, 1) ? sb_strdup((const char *)sqlite3_column_text(q, 1)) : NULL;
-        h->text = sb_strdup(text);
-        h->line_start = sqlite3_column_int(q, 3);
-        h->line_end = sqlite3_column_int(q, 4);
-        h->page = sqlite3_column_int(q, 5);
-        if (!h->path || !h->text) {
-            st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
-            break;
+    /* the candidates' rows, a window at a time, until k are kept */
+    enum { WIN = 32 };
+    sb_hit win[WIN];
+    sb_store_span sp[WIN];
+    for (int at = 0; at < nr && *n_hits < k && st == SB_OK; at += WIN) {
+        int m = nr - at < WIN ? nr - at : WIN;
+        st = s->ops->read_chunks(s, ids + at, m, win, sp, err);
+        for (int i = 0; i < m; i++) {
+            sb_hit *w = &win[i];
+            if (st == SB_OK && w->path && w->text && *n_hits < k &&
+                (o->keep_overlaps || !overlaps(kept, *hits, *n_hits, sp[i], w->text))) {
+                kept[*n_hits] = sp[i];
+                w->score = sc[at + i];
+                (*hits)[(*n_hits)++] = *w;
+            } else {
+                free(w->path);
+                free(w->section);
+                free(w->text);
+            }
         }
     }
-    sqlite3_finalize(q);
     free(kept);
 out:
     free(d);
@@ -860,28 +622,11 @@ out:
 }
 
 sb_status sb_store_stats_get(sb_store *s, sb_store_stats *out, sb_err *err) {
-    sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)", -1, &q,
-                           NULL) != SQLITE_OK)
-        return db_err(s, err, "stats");
-    if (sqlite3_step(q) == SQLITE_ROW) {
-        out->documents = sqlite3_column_int64(q, 0);
-        out->chunks = sqlite3_column_int64(q, 1);
-    }
-    sqlite3_finalize(q);
     out->dim = s->dim;
-    return SB_OK;
+    return s->ops->counts(s, &out->documents, &out->chunks, err);
 }
 
 sb_status sb_store_list(sb_store *s, void (*cb)(const char *path, int64_t chunks, void *user), void *user,
                         sb_err *err) {
-    sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT d.path, (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id) FROM documents d "
-                           "ORDER BY d.path",
-                           -1, &q, NULL) != SQLITE_OK)
-        return db_err(s, err, "listing");
-    while (sqlite3_step(q) == SQLITE_ROW) cb((const char *)sqlite3_column_text(q, 0), sqlite3_column_int64(q, 1), user);
-    sqlite3_finalize(q);
-    return SB_OK;
+    return s->ops->each_doc(s, cb, user, err);
 }

@@ -1,7 +1,12 @@
 /*
- * store.h - the knowledge store: one SQLite database (WAL) per store folder
- * holding documents (path, content hash, mtime), their chunks (text, source
- * spans, embedding) and an FTS5 index of the chunks for BM25.
+ * store.h - the knowledge store: documents (path, content hash, mtime), their
+ * chunks (text, source spans, embedding) and a full-text index of the chunks.
+ * Two backends behind one interface, chosen by the location:
+ *   DIR             one SQLite database (WAL) in the folder, FTS5 BM25
+ *   postgres://...  a PostgreSQL database (also postgresql://), shared by any
+ *                   number of nodes and ingesters: tsvector + ts_rank_cd for
+ *                   the full-text list, a change sequence that each node's
+ *                   own HNSW index follows (woken by LISTEN/NOTIFY)
  *
  * The database is the source of truth and every document is written in one
  * transaction, so a crash (kill -9 included) leaves each document either
@@ -16,14 +21,19 @@
 
 typedef struct sb_store sb_store;
 
-/* Opens DIR/store.db, creating DIR and the schema when create is true. */
-sb_store *sb_store_open(const char *dir, bool create, sb_err *err);
+/* Opens the store at loc (a folder: DIR/store.db; or a postgres:// URL),
+ * creating the folder and the schema when create is true. Messages name a
+ * PostgreSQL store by its URL without the password. */
+sb_store *sb_store_open(const char *loc, bool create, sb_err *err);
 void sb_store_close(sb_store *s);
 const char *sb_store_errmsg(const sb_store *s);
 
 /* The embedding model: recorded on first use; later a different model or
  * dimension is an error naming both. model_id may be NULL to only read it. */
 sb_status sb_store_bind_model(sb_store *s, const char *model_id, int dim, sb_err *err);
+/* The store's name for messages: its folder, or its URL with the password
+ * replaced by "***". */
+const char *sb_store_name(const sb_store *s);
 /* The model path the store was built with (NULL if none yet). */
 const char *sb_store_model(const sb_store *s);
 
@@ -101,7 +111,7 @@ sb_status sb_store_search_opts(sb_store *s, sb_encoder *enc, const char *query, 
 int sb_fuse(sb_fusion f, const int64_t *a, const double *sa, int na, double wa, const int64_t *b, const double *sb,
             int nb, double wb, int64_t *out, double *score);
 
-/* ---- the HNSW index (rag/hnsw.h) beside the database: DIR/index.hnsw ----
+/* ---- the HNSW index (rag/hnsw.h), derived, one per node: see sb_store_index_path ----
  * Derived from the store, never trusted blindly: on first use it is loaded
  * and checked (header, sizes, checksum, links; the store's embedding model),
  * then brought up to date from the store (chunks added or removed since);
@@ -117,6 +127,11 @@ typedef struct sb_index_report {
  * the same chunk ids, and each vector equal to the stored embedding.
  * SB_ERR_FORMAT names the first disagreement. */
 sb_status sb_store_index_check(sb_store *s, sb_index_report *r, sb_err *err);
+/* Where this node keeps the index: DIR/index.hnsw for a SQLite store; for a
+ * PostgreSQL one $SABIO_CACHE (default $XDG_CACHE_HOME/sabio, else
+ * ~/.cache/sabio)/pg-HASH/index.hnsw, HASH of the server, database and user;
+ * NULL: kept in memory only. */
+const char *sb_store_index_path(const sb_store *s);
 
 typedef struct sb_store_stats {
     int64_t documents, chunks;

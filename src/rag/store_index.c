@@ -1,6 +1,7 @@
 /*
- * store_index.c - the HNSW index beside the store's database (DIR/index.hnsw):
- * loaded and checked on first use, brought up to date from the database
+ * store_index.c - the store's derived HNSW index (kept where the backend
+ * says: DIR/index.hnsw beside a SQLite store, a per-node cache folder for a
+ * PostgreSQL one): loaded and checked on first use, brought up to date from the store
  * (chunks added since are inserted, chunks gone are tombstoned, many
  * tombstones compacted), rebuilt when missing, corrupt or built with another
  * embedding model, and saved atomically whenever it changed. The database
@@ -13,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define INDEX_FILE "index.hnsw"
 
 static const sb_hnsw_params index_params = {.M = 16, .ef_construction = 200, .ef_search = 64,
                                             .metric = SB_METRIC_COSINE, .type = SB_VEC_F32};
@@ -51,32 +50,35 @@ static void find_gone(int64_t label, void *user) {
     if (sb_store_find_id(g->s, label) < 0 && !push_id(&g->gone, label)) g->oom = true;
 }
 
-/* Inserts the chunks of ids (their embeddings read from the database). */
+typedef struct batch_ctx {
+    sb_store *s;
+    float *v;
+    int64_t *lab;
+    int m;
+} batch_ctx;
+
+static void take_vector(int64_t id, const void *blob, size_t bytes, void *user) {
+    batch_ctx *b = user;
+    if (bytes != sizeof(float) * (size_t)b->s->dim) return; /* a malformed row is left out, as the exact scan does */
+    memcpy(b->v + (size_t)b->m * (size_t)b->s->dim, blob, bytes);
+    b->lab[b->m++] = id;
+}
+
+/* Inserts the chunks of ids (their embeddings read from the store). */
 static sb_status add_chunks(sb_store *s, const int64_t *ids, size_t n, sb_err *err) {
     enum { BATCH = 4096 };
-    float *v = sb_realloc_array(NULL, (size_t)BATCH * (size_t)s->dim, sizeof(float));
-    int64_t *lab = malloc(sizeof(int64_t) * BATCH);
-    sqlite3_stmt *q = NULL;
+    batch_ctx b = {s, sb_realloc_array(NULL, (size_t)BATCH * (size_t)s->dim, sizeof(float)),
+                   malloc(sizeof(int64_t) * BATCH), 0};
     sb_status st = SB_OK;
-    if (!v || !lab) st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
-    else if (sqlite3_prepare_v2(s->db, "SELECT embedding FROM chunks WHERE id = ?", -1, &q, NULL) != SQLITE_OK)
-        st = sb_store_db_err(s, err, "reading embeddings for the index");
+    if (!b.v || !b.lab) st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
     if (n > BATCH) sb_log(SB_LOG_INFO, "%s: indexing %zu vectors", s->dir, n);
-    for (size_t i = 0; st == SB_OK && i < n;) {
-        int m = 0;
-        for (; i < n && m < BATCH; i++) {
-            sqlite3_reset(q);
-            sqlite3_bind_int64(q, 1, ids[i]);
-            if (sqlite3_step(q) != SQLITE_ROW || sqlite3_column_bytes(q, 0) != (int)(sizeof(float) * (size_t)s->dim))
-                continue; /* a malformed row is left out, as the exact scan does */
-            memcpy(v + (size_t)m * s->dim, sqlite3_column_blob(q, 0), sizeof(float) * (size_t)s->dim);
-            lab[m++] = ids[i];
-        }
-        st = sb_hnsw_add_batch(s->index, lab, v, m, build_threads(), err);
+    for (size_t i = 0; st == SB_OK && i < n; i += BATCH) {
+        b.m = 0;
+        st = s->ops->vectors(s, ids + i, n - i < BATCH ? n - i : BATCH, take_vector, &b, err);
+        if (st == SB_OK) st = sb_hnsw_add_batch(s->index, b.lab, b.v, b.m, build_threads(), err);
     }
-    sqlite3_finalize(q);
-    free(v);
-    free(lab);
+    free(b.v);
+    free(b.lab);
     return st;
 }
 
@@ -95,13 +97,12 @@ sb_status sb_store_index_sync(sb_store *s, sb_index_report *rep, sb_err *err) {
     sb_status st = sb_store_load_ids(s, err);
     if (st != SB_OK || !s->model) return st;
     if (s->index && !s->index_stale) goto report;
-    char *path = sb_path_join(s->dir, INDEX_FILE);
-    if (!path) return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+    const char *path = s->index_path;
     bool dirty = false;
     if (!s->index) {
         sb_hnsw_meta meta = {0};
         sb_err e = {0};
-        if (sb_file_exists(path)) {
+        if (path && sb_file_exists(path)) {
             s->index = sb_hnsw_load(path, &meta, &e);
             if (!s->index) {
                 sb_log(SB_LOG_WARN, "%s; rebuilding the index from the store", e.msg);
@@ -140,14 +141,13 @@ sb_status sb_store_index_sync(sb_store *s, sb_index_report *rep, sb_err *err) {
         if (st == SB_OK && sb_hnsw_deleted(s->index) * 4 > sb_hnsw_count(s->index))
             st = sb_hnsw_compact(s->index, build_threads(), err);
     }
-    if (st == SB_OK && dirty) {
+    if (st == SB_OK && dirty && path) {
         sb_hnsw_meta meta = {.last_id = s->n_ids ? s->ids[s->n_ids - 1] : 0};
         snprintf(meta.model, sizeof meta.model, "%s", s->model);
         sb_err e = {0};
         /* the index is derived: failing to save it costs a rebuild later, not data */
         if (sb_hnsw_save(s->index, path, &meta, &e) != SB_OK) sb_log(SB_LOG_WARN, "%s", e.msg);
     }
-    free(path);
     if (st != SB_OK) {
         sb_hnsw_free(s->index);
         s->index = NULL;
@@ -158,6 +158,36 @@ report:
     r->vectors = sb_hnsw_count(s->index) - sb_hnsw_deleted(s->index);
     r->deleted = sb_hnsw_deleted(s->index);
     return SB_OK;
+}
+
+typedef struct check_ctx {
+    sb_store *s;
+    float *x;
+    sb_status st;
+    sb_err *err;
+} check_ctx;
+
+/* one stored embedding against the index's vector of that chunk */
+static void check_vector(int64_t id, const void *blob, size_t bytes, void *user) {
+    check_ctx *c = user;
+    const sb_store *s = c->s;
+    float *x = c->x;
+    if (c->st != SB_OK) return;
+    if (!sb_hnsw_get(s->index, id, x)) {
+        c->st = sb_err_set(c->err, SB_ERR_FORMAT, "%s: chunk %lld is not in the index", s->dir, (long long)id);
+        return;
+    }
+    if (bytes != sizeof(float) * (size_t)s->dim) return;
+    memcpy(x + s->dim, blob, bytes);
+    double ss = 0, diff = 0;
+    for (int j = 0; j < s->dim; j++) ss += (double)x[s->dim + j] * x[s->dim + j];
+    for (int j = 0; j < s->dim; j++) { /* the index keeps vectors normalised (cosine) */
+        double e = fabs(x[j] - (ss > 0 ? x[s->dim + j] / sqrt(ss) : 0));
+        diff = e > diff ? e : diff;
+    }
+    if (diff > 1e-5)
+        c->st = sb_err_set(c->err, SB_ERR_FORMAT, "%s: chunk %lld: the index's vector differs from the store's by %g",
+                           s->dir, (long long)id, diff);
 }
 
 sb_status sb_store_index_check(sb_store *s, sb_index_report *r, sb_err *err) {
@@ -172,30 +202,9 @@ sb_status sb_store_index_check(sb_store *s, sb_index_report *r, sb_err *err) {
     if (r->vectors != s->n_ids)
         return sb_err_set(err, SB_ERR_FORMAT, "%s: the index holds %lld vectors, the store %lld chunks", s->dir,
                           (long long)r->vectors, (long long)s->n_ids);
-    sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "SELECT id, embedding FROM chunks ORDER BY id", -1, &q, NULL) != SQLITE_OK)
-        return sb_store_db_err(s, err, "reading embeddings");
-    float *x = malloc(sizeof(float) * 2 * (size_t)s->dim);
-    if (!x) st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
-    while (st == SB_OK && sqlite3_step(q) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(q, 0);
-        if (!sb_hnsw_get(s->index, id, x)) {
-            st = sb_err_set(err, SB_ERR_FORMAT, "%s: chunk %lld is not in the index", s->dir, (long long)id);
-            break;
-        }
-        if (sqlite3_column_bytes(q, 1) != (int)(sizeof(float) * (size_t)s->dim)) continue;
-        memcpy(x + s->dim, sqlite3_column_blob(q, 1), sizeof(float) * (size_t)s->dim);
-        double ss = 0, diff = 0;
-        for (int j = 0; j < s->dim; j++) ss += (double)x[s->dim + j] * x[s->dim + j];
-        for (int j = 0; j < s->dim; j++) { /* the index keeps vectors normalised (cosine) */
-            double e = fabs(x[j] - (ss > 0 ? x[s->dim + j] / sqrt(ss) : 0));
-            diff = e > diff ? e : diff;
-        }
-        if (diff > 1e-5)
-            st = sb_err_set(err, SB_ERR_FORMAT, "%s: chunk %lld: the index's vector differs from the store's by %g",
-                            s->dir, (long long)id, diff);
-    }
-    sqlite3_finalize(q);
-    free(x);
-    return st;
+    check_ctx c = {s, malloc(sizeof(float) * 2 * (size_t)s->dim), SB_OK, err};
+    if (!c.x) return sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+    st = s->ops->vectors(s, NULL, 0, check_vector, &c, err);
+    free(c.x);
+    return st == SB_OK ? c.st : st;
 }

@@ -7,7 +7,7 @@
  * Routes: GET / (the page), GET /health, GET /v1/models,
  * POST /v1/chat/completions (SSE with "stream": true; {"sabio": {"store":
  * NAME}} answers from that store), POST /v1/completions,
- * POST /v1/embeddings, POST /v1/rag/ask, GET /v1/rag/stores,
+ * POST /v1/embeddings, POST /v1/rag/ask, GET /v1/rag/stores, GET /v1/rag/search?q=,
  * GET /v1/rag/sources/ID?store=NAME.
  *
  * Concurrency: n_parallel slots, each one sb_session (KV cache) over the one

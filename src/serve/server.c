@@ -653,6 +653,36 @@ static enum MHD_Result route_stores(server *sv, struct MHD_Connection *c) {
     return send_json(c, 200, json_pack("{s:s, s:o}", "object", "list", "data", a));
 }
 
+/* GET /v1/rag/search?q=TEXT[&k=N][&store=NAME]: retrieval alone (hybrid),
+ * the hits as /v1/rag/ask lists its sources, without generating */
+static enum MHD_Result route_search(server *sv, struct MHD_Connection *c) {
+    const char *name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "store");
+    const char *q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "q");
+    const char *kt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "k");
+    store_entry *st = name ? find_store(sv, name) : sv->n_stores ? &sv->stores[0] : NULL;
+    if (!st) return fail(c, 404, INVALID, "store", "store_not_found", "no such store");
+    if (!q || !*q || strlen(q) > 4096)
+        return fail(c, 400, INVALID, "q", "invalid_value", "'q' (the query, at most 4096 bytes) is required");
+    char *end = NULL;
+    long k = kt ? strtol(kt, &end, 10) : 5;
+    if (kt && (*end || k < 1 || k > 50)) return fail(c, 400, INVALID, "k", "invalid_value", "'k' is 1 to 50");
+    sb_hit *hits = NULL;
+    int n = 0;
+    sb_err err = {0};
+    pthread_mutex_lock(&sv->rag_mu);
+    sb_status s = sb_store_search(st->store, sv->enc, q, (int)k, SB_SEARCH_HYBRID, &hits, &n, &err);
+    pthread_mutex_unlock(&sv->rag_mu);
+    if (s != SB_OK) return fail(c, 500, "server_error", NULL, NULL, err.msg);
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_pack("{s:I, s:s, s:s?, s:i, s:i, s:i, s:f, s:s}", "id", (json_int_t)hits[i].chunk_id,
+                                           "path", hits[i].path, "section", hits[i].section, "line_start",
+                                           hits[i].line_start, "line_end", hits[i].line_end, "page", hits[i].page,
+                                           "score", hits[i].score, "text", hits[i].text));
+    sb_hits_free(hits, n);
+    return send_json(c, 200, json_pack("{s:s, s:s, s:o}", "object", "list", "store", st->name, "data", a));
+}
+
 static enum MHD_Result route_models(server *sv, struct MHD_Connection *c) {
     const sb_model_config *cfg = sb_model_get_config(sv->model);
     json_t *a = json_array();
@@ -709,6 +739,7 @@ static enum MHD_Result dispatch(server *sv, struct MHD_Connection *c, conn *cs, 
     static const struct { const char *path; bool post; } routes[] = {
         {"/v1/chat/completions", true}, {"/v1/completions", true}, {"/v1/embeddings", true}, {"/v1/rag/ask", true},
         {"/v1/models", false},          {"/health", false},        {"/v1/rag/stores", false},
+        {"/v1/rag/search", false},
     };
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
         if (strcmp(url, routes[i].path)) continue;
@@ -721,7 +752,8 @@ static enum MHD_Result dispatch(server *sv, struct MHD_Connection *c, conn *cs, 
         case 3: return route_generate(sv, c, cs, SV_RAG_ASK);
         case 4: return route_models(sv, c);
         case 5: return route_health(sv, c);
-        default: return route_stores(sv, c);
+        case 6: return route_stores(sv, c);
+        default: return route_search(sv, c);
         }
     }
     if (!strncmp(url, "/v1/rag/sources/", 16)) {
@@ -841,7 +873,7 @@ static bool open_all(server *sv, char *why, size_t why_n) {
         if (!(s->store = sb_store_open(s->dir, false, &err))) return free(enc_path), snprintf(why, why_n, "%s", err.msg), false;
         sv->n_stores++;
         if (!sb_store_model(s->store))
-            return free(enc_path), snprintf(why, why_n, "%s: the store is empty (run sabio ingest first)", s->dir), false;
+            return free(enc_path), snprintf(why, why_n, "%s: the store is empty (run sabio ingest first)", sb_store_name(s->store)), false;
         if (!enc_path) enc_path = sb_aprintf("models/%s", sb_store_model(s->store));
     }
     if (enc_path) {

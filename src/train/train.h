@@ -32,6 +32,11 @@ sb_train_ws *sb_train_ws_new(const sb_model *m, sb_lora *lora, int max_rows, int
 void sb_train_ws_free(sb_train_ws *ws);
 /* Bytes the workspace holds (activations and scratch). */
 size_t sb_train_ws_bytes(const sb_train_ws *ws);
+/* Products with the frozen base in BF16 (frozen.h: activations and weight
+ * tiles rounded to bf16, f32 sums, about twice the speed) instead of F32
+ * (the default, the path verified against PEFT). Everything else (LoRA
+ * products, attention, norms, the loss) stays f32. */
+sb_status sb_train_ws_set_bf16(sb_train_ws *ws, bool bf16, sb_err *err);
 
 typedef struct sb_batch {
     const int32_t *tokens;  /* (N) */

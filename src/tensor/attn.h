@@ -1,0 +1,20 @@
+/*
+ * attn.h - causal attention of a block of query rows over a KV cache, one
+ * head, as two matrix products (OpenBLAS sgemm) around a masked softmax:
+ * the prompt path's attention (the decode path dots one query at a time).
+ */
+#ifndef SB_ATTN_H
+#define SB_ATTN_H
+
+#include <stdint.h>
+
+/* Query rows i < m (row i at q + i * ldq, hd floats) at positions pos0 + i
+ * attend to cached positions t with max(0, pos - window + 1) <= t <= pos
+ * (window <= 0: no window); key / value of position t at k + t * ldkv,
+ * v + t * ldkv. out row i (at out + i * ldo) = sum_t softmax_t(q_i . k_t *
+ * scale) v_t. scratch: m * (pos0 + m) floats. Every row is computed alike
+ * whatever m is, up to the summation order inside sgemm. */
+void sb_attn_causal(const float *q, int64_t ldq, const float *k, const float *v, int64_t ldkv, int m, int pos0,
+                    int window, float scale, int hd, float *out, int64_t ldo, float *scratch);
+
+#endif
