@@ -1,9 +1,10 @@
 /*
  * test_kernels.c - every kernel path against a reference, on random data.
  *
- * 1. Float row dots (kernels_avx2.c sb_dot_*): the same products as
- *    dequantize-then-dot, added in another order, so against the double
- *    dot of the dequantized row: |fast - exact| <= 1e-5 * sum |w_i x_i|.
+ * 1. Float row dots (kernels_avx2.c, kernels_avx512.c sb_dot_*), at every
+ *    level the CPU runs: the same products as dequantize-then-dot, added in
+ *    another order, so against the double dot of the dequantized row:
+ *    |fast - exact| <= 1e-5 * sum |w_i x_i|.
  *
  * 2. Quantized activations (kernels_scalar.c, the definition): x is rounded
  *    to 8-bit blocks, x^_i = dx_b * q_i with dx_b = max_b |x| / 127, so
@@ -57,7 +58,7 @@ static const int64_t lens[] = {37, 32, 96, 256, 576, 768, 1536, 3072};
 
 static void float_kernels(void) {
     const int types[] = {SB_F32, SB_F16, SB_BF16, SB_Q8_0, SB_Q4_0, SB_Q4_1, SB_Q4_K, SB_Q6_K};
-    int tested = 0;
+    int tested = 0, levels_run[SB_ISA_COUNT] = {0};
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         int type = types[k];
         const sb_type_traits *t = sb_type_traits_get(type);
@@ -77,15 +78,21 @@ static void float_kernels(void) {
             for (int64_t i = 0; i < n * rows; i++) w[i] = frand() * (1 + (i % 7));
             for (int64_t i = 0; i < n; i++) x[i] = frand() * 3;
             for (int64_t r = 0; r < rows; r++) t->from_float(w + r * n, q + r * rb, n);
-            double worst = 0;
-            for (int64_t r = 0; r < rows; r++) {
-                t->to_float(q + r * rb, deq, n);
-                double exact = 0, mag = 0;
-                for (int64_t i = 0; i < n; i++) exact += (double)deq[i] * x[i], mag += fabs((double)deq[i] * x[i]);
-                double err = fabs(fast(q + r * rb, x, n) - exact) / (mag + 1e-30);
-                if (err > worst) worst = err;
+            /* every level this CPU runs that has a kernel for the type */
+            for (int l = SB_ISA_AVX2; l < SB_ISA_COUNT; l++) {
+                sb_row_dot_fn f = sb_row_dot_at(type, l);
+                if (!f || !sb_isa_supported(l)) continue;
+                levels_run[l]++;
+                double worst = 0;
+                for (int64_t r = 0; r < rows; r++) {
+                    t->to_float(q + r * rb, deq, n);
+                    double exact = 0, mag = 0;
+                    for (int64_t i = 0; i < n; i++) exact += (double)deq[i] * x[i], mag += fabs((double)deq[i] * x[i]);
+                    double err = fabs(f(q + r * rb, x, n) - exact) / (mag + 1e-30);
+                    if (err > worst) worst = err;
+                }
+                CHECK(worst <= 1e-5, "float %s n=%lld isa %d: relative error %.3g", t->name, (long long)n, l, worst);
             }
-            CHECK(worst <= 1e-5, "float %s n=%lld: relative error %.3g", t->name, (long long)n, worst);
             float y[ROWS + 2];
             for (int i = 0; i < ROWS + 2; i++) y[i] = 12345.0f;
             sb_tensor tw = {.name = "w", .type = type, .n_dims = 2, .ne = {n, rows, 1, 1}, .data = q, .nbytes = rb * rows};
@@ -97,7 +104,11 @@ static void float_kernels(void) {
         }
     }
     if (!getenv("SABIO_KERNELS") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        CHECK(tested == 8, "this CPU has AVX2+FMA: all eight float kernels must be tested (%d)", tested);
+        CHECK(tested == 8 && levels_run[SB_ISA_AVX2] > 0,
+              "this CPU has AVX2+FMA: all eight float kernels must be tested (%d)", tested);
+    if (!getenv("SABIO_KERNELS") && sb_isa_supported(SB_ISA_AVX512))
+        CHECK(levels_run[SB_ISA_AVX512] >= 5 * 6, "AVX-512 float kernels (F32, F16, BF16, Q8_0, Q6_K) were not all run (%d)",
+              levels_run[SB_ISA_AVX512]);
 }
 
 /* the dequantized activations x^ and the per-element half step dx_b / 2 */

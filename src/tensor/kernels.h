@@ -9,12 +9,16 @@
 #include "tensor/tensor.h"
 
 #include <stdbool.h>
+#include <string.h>
 
 typedef float (*sb_row_dot_fn)(const void *row, const float *x, int64_t n);
 
 /* The fastest kernel this CPU runs for the type, or NULL where only the
  * generic dequantize-then-dot path exists. SABIO_KERNELS=scalar forces NULL. */
 sb_row_dot_fn sb_row_dot_for(int type);
+/* The kernel at instruction set level isa (SB_ISA_*; NULL if none there; for
+ * tests: sb_row_dot_for falls back to the highest level that has one). */
+sb_row_dot_fn sb_row_dot_at(int type, int isa);
 /* "avx2" or "scalar": what sb_row_dot_for picks from. */
 const char *sb_kernels_isa(void);
 
@@ -26,6 +30,11 @@ float sb_dot_q4_0_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q4_1_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q4_k_avx2(const void *row, const float *x, int64_t n);
 float sb_dot_q6_k_avx2(const void *row, const float *x, int64_t n);
+float sb_dot_f32_row_avx512(const void *row, const float *x, int64_t n);
+float sb_dot_f16_avx512(const void *row, const float *x, int64_t n);
+float sb_dot_bf16_avx512(const void *row, const float *x, int64_t n);
+float sb_dot_q8_0_avx512(const void *row, const float *x, int64_t n);
+float sb_dot_q6_k_avx512(const void *row, const float *x, int64_t n);
 
 /* ---- quantized activations (kernels_scalar.c defines the arithmetic) ----
  *
@@ -53,6 +62,16 @@ void sb_quantize_q8a_avx2(const float *x, sb_q8a *y, int64_t n);
 void sb_quantize_q8k_avx2(const float *x, sb_q8k *y, int64_t n);
 /* Q4_K/Q5_K 6-bit (scale, min) of sub-block j from the 12 scale bytes. */
 void sb_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
+/* All eight at once, the same values: u bytes 0..7 the scales, 8..15 the
+ * mins (unpacked four at a time in 32-bit words, as ggml does). */
+static inline void sb_k4_scales_mins(const uint8_t *q, uint32_t u[4]) {
+    uint32_t a[3];
+    memcpy(a, q, 12);
+    u[0] = a[0] & 0x3f3f3f3f;                                              /* sc 0..3 */
+    u[1] = (a[2] & 0x0f0f0f0f) | (((a[0] >> 6) & 0x03030303) << 4);        /* sc 4..7 */
+    u[2] = a[1] & 0x3f3f3f3f;                                              /* m 0..3 */
+    u[3] = ((a[2] >> 4) & 0x0f0f0f0f) | (((a[1] >> 6) & 0x03030303) << 4); /* m 4..7 */
+}
 
 /* One weight row (n elements, its block layout) times quantized activations. */
 typedef float (*sb_qdot_fn)(const void *row, const void *xq, int64_t n);
@@ -76,6 +95,7 @@ SB_QDOT_DECL(q4_0, avx2)
 SB_QDOT_DECL(q4_1, avx2)
 SB_QDOT_DECL(q4_k, avx2)
 SB_QDOT_DECL(q6_k, avx2)
+SB_QDOT_DECL(q5_k, avx2)
 SB_QDOT_DECL(q8_0, avx512)
 SB_QDOT_DECL(q4_0, avx512)
 SB_QDOT_DECL(q4_1, avx512)

@@ -278,27 +278,65 @@ float sb_qdot_q4_1_avx2(const void *row, const void *xq, int64_t n) {
     return hsum(acc) + mins;
 }
 
+/* Q4_K/Q5_K: the min term msum = sum_j m_j * (bsums[2j] + bsums[2j+1]) and
+ * the scales (bytes 0..7 of sc) of a super-block */
+static inline int k4_header(const uint8_t *q, const int16_t *bsums, uint8_t sc[16]) {
+    uint32_t u[4];
+    sb_k4_scales_mins(q, u);
+    memcpy(sc, u, 16);
+    const __m128i m = _mm_loadl_epi64((const __m128i *)(const void *)(sc + 8));
+    return hsum_i32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)bsums),
+                                      _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m))));
+}
+
+/* 32 unsigned weights of sub-blocks 2p (lo) and 2p+1 (hi) times their
+ * activations, each scaled by its 6-bit scale, as 8 int32 lanes */
+static inline __m256i k4_pair(__m256i lo, __m256i hi, const int8_t *xs, const uint8_t *sc, int p) {
+    __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(const void *)xs));
+    __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32)));
+    p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * p]));
+    p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * p + 1]));
+    return _mm256_add_epi32(p0, p1);
+}
+
 float sb_qdot_q4_k_avx2(const void *row, const void *xq, int64_t n) {
     const uint8_t *b = row;
     const sb_q8k *x = xq;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     float sum = 0;
     for (int64_t i = 0; i < n / 256; i++, b += 144, x++) {
-        uint8_t sc[8], m[8];
-        int msum = 0;
-        for (int j = 0; j < 8; j++) {
-            sb_k4_scale_min(j, b + 4, &sc[j], &m[j]);
-            msum += m[j] * (x->bsums[2 * j] + x->bsums[2 * j + 1]);
-        }
+        uint8_t sc[16];
+        const int msum = k4_header(b + 4, x->bsums, sc);
         __m256i isum = _mm256_setzero_si256();
         for (int p = 0; p < 4; p++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * p));
             const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x->qs + 64 * p)));
-            __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x->qs + 64 * p + 32)));
-            p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * p]));
-            p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * p + 1]));
-            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+            isum = _mm256_add_epi32(isum, k4_pair(lo, hi, x->qs + 64 * p, sc, p));
+        }
+        sum += load_f16(b) * x->d * (float)hsum_i32(isum) - load_f16(b + 2) * x->d * (float)msum;
+    }
+    return sum;
+}
+
+/* Q5_K: Q4_K's layout plus the fifth bits, bit j of qh[l] for element l of
+ * sub-block j, added as 16 (maddubs pair sums stay below 2 * 31 * 127). */
+float sb_qdot_q5_k_avx2(const void *row, const void *xq, int64_t n) {
+    const uint8_t *b = row;
+    const sb_q8k *x = xq;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    float sum = 0;
+    for (int64_t i = 0; i < n / 256; i++, b += 176, x++) {
+        uint8_t sc[16];
+        const int msum = k4_header(b + 4, x->bsums, sc);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
+        __m256i isum = _mm256_setzero_si256();
+        for (int p = 0; p < 4; p++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 48 + 32 * p));
+            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * p), one);
+            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * p + 1), one);
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(h0, 4));
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_slli_epi16(h1, 4));
+            isum = _mm256_add_epi32(isum, k4_pair(lo, hi, x->qs + 64 * p, sc, p));
         }
         sum += load_f16(b) * x->d * (float)hsum_i32(isum) - load_f16(b + 2) * x->d * (float)msum;
     }

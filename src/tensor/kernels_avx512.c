@@ -35,16 +35,40 @@ static inline __m256i nibbles(const uint8_t *p) {
 }
 static inline __m512i cat(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
 
+/* Q4_K/Q5_K super-block header: the 8 6-bit scales as int32 lanes 0..7 (the
+ * result) and the min term msum = sum_j m_j * (bsums[2j] + bsums[2j+1]) as 8
+ * int32 partial sums in *msum8. */
+static inline __m512i k4_header(const uint8_t *q, const int16_t *bsums, __m256i *msum8) {
+    uint32_t u[4];
+    sb_k4_scales_mins(q, u);
+    const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)u);
+    const __m128i m = _mm_srli_si128(v, 8);
+    *msum8 = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)bsums),
+                               _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m)));
+    return _mm512_cvtepu8_epi32(v); /* lanes 0..7: sc; 8..15: m (unused) */
+}
+
+/* isum (16 lanes) and msum (8 lanes) to two integers, exact */
+static inline void k4_reduce(__m512i isum, __m256i msum8, int *is, int *ms) {
+    const __m256i i8 = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
+    __m256i t = _mm256_hadd_epi32(i8, msum8); /* i01 i23 m01 m23 | i45 i67 m45 m67 */
+    t = _mm256_hadd_epi32(t, t);               /* i0-3 m0-3 .. | i4-7 m4-7 .. */
+    const __m128i r = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    *is = _mm_cvtsi128_si32(r);
+    *ms = _mm_extract_epi32(r, 1);
+}
+
 /* Q4_K/Q5_K: 64 weight bytes of pair p (nibbles as unsigned 0..15 or 0..31:
  * lo = sub-blocks 2p, 2p+2, hi = 2p+1, 2p+3) times the activations' 4
- * sub-blocks at xs, each sub-block's sum scaled by its 6-bit scale, added
- * into isum. */
-static inline __m512i k4_pair(__m512i isum, __m512i lo, __m512i hi, const int8_t *xs, const uint8_t *sc, int p) {
+ * sub-blocks at xs, each sub-block's sum scaled by its 6-bit scale (sc:
+ * k4_header's lanes), added into isum. */
+static inline __m512i k4_pair(__m512i isum, __m512i lo, __m512i hi, const int8_t *xs, __m512i sc, int p) {
     const __m512i xlo = cat(load256(xs), load256(xs + 64)), xhi = cat(load256(xs + 32), load256(xs + 96));
     const __m512i dlo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo);
     const __m512i dhi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, xhi);
-    const __m512i slo = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * p]), _mm256_set1_epi32(sc[2 * p + 2]), 1);
-    const __m512i shi = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * p + 1]), _mm256_set1_epi32(sc[2 * p + 3]), 1);
+    const __m512i ilo = _mm512_inserti64x4(_mm512_set1_epi32(2 * p), _mm256_set1_epi32(2 * p + 2), 1);
+    const __m512i ihi = _mm512_inserti64x4(_mm512_set1_epi32(2 * p + 1), _mm256_set1_epi32(2 * p + 3), 1);
+    const __m512i slo = _mm512_permutexvar_epi32(ilo, sc), shi = _mm512_permutexvar_epi32(ihi, sc);
     return _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_mullo_epi32(dlo, slo), _mm512_mullo_epi32(dhi, shi)));
 }
 
@@ -115,12 +139,8 @@ float sb_qdot_q4_k_avx512(const void *row, const void *xq, int64_t n) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     float sum = 0;
     for (int64_t i = 0; i < n / 256; i++, b += 144, x++) {
-        uint8_t sc[8], m[8];
-        int msum = 0;
-        for (int j = 0; j < 8; j++) {
-            sb_k4_scale_min(j, b + 4, &sc[j], &m[j]);
-            msum += m[j] * (x->bsums[2 * j] + x->bsums[2 * j + 1]);
-        }
+        __m256i msum8;
+        const __m512i sc = k4_header(b + 4, x->bsums, &msum8);
         __m512i isum = _mm512_setzero_si512();
         for (int p = 0; p < 4; p += 2) {
             /* 64 weight bytes hold sub-blocks 2p..2p+3: low nibbles of the
@@ -130,7 +150,9 @@ float sb_qdot_q4_k_avx512(const void *row, const void *xq, int64_t n) {
             /* x: sub-blocks 2p, 2p+2 for lo; 2p+1, 2p+3 for hi */
             isum = k4_pair(isum, lo, hi, x->qs + 64 * p, sc, p);
         }
-        sum += h2f(b) * x->d * (float)_mm512_reduce_add_epi32(isum) - h2f(b + 2) * x->d * (float)msum;
+        int is, ms;
+        k4_reduce(isum, msum8, &is, &ms);
+        sum += h2f(b) * x->d * (float)is - h2f(b + 2) * x->d * (float)ms;
     }
     return sum;
 }
@@ -176,12 +198,8 @@ float sb_qdot_q5_k_avx512(const void *row, const void *xq, int64_t n) {
     const __m512i m4 = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
     float sum = 0;
     for (int64_t i = 0; i < n / 256; i++, b += 176, x++) {
-        uint8_t sc[8], m[8];
-        int msum = 0;
-        for (int j = 0; j < 8; j++) {
-            sb_k4_scale_min(j, b + 4, &sc[j], &m[j]);
-            msum += m[j] * (x->bsums[2 * j] + x->bsums[2 * j + 1]);
-        }
+        __m256i msum8;
+        const __m512i sc = k4_header(b + 4, x->bsums, &msum8);
         const __m256i qh1 = load256(b + 16);
         const __m512i qh = cat(qh1, qh1);
         __m512i isum = _mm512_setzero_si512();
@@ -195,7 +213,9 @@ float sb_qdot_q5_k_avx512(const void *row, const void *xq, int64_t n) {
             hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(qh, bhi), hi, sixteen);
             isum = k4_pair(isum, lo, hi, x->qs + 64 * p, sc, p);
         }
-        sum += h2f(b) * x->d * (float)_mm512_reduce_add_epi32(isum) - h2f(b + 2) * x->d * (float)msum;
+        int is, ms;
+        k4_reduce(isum, msum8, &is, &ms);
+        sum += h2f(b) * x->d * (float)is - h2f(b + 2) * x->d * (float)ms;
     }
     return sum;
 }
@@ -324,3 +344,108 @@ static inline __attribute__((always_inline)) void q8_0_rows(const uint8_t *w, si
     }
 QROWS_DEFINE(q4_0, 18, 8, __attribute__((target("gfni"))))
 QROWS_DEFINE(q8_0, 34, 128, )
+
+/* ==== float row dots (kernels.h sb_row_dot_fn): one weight row times a
+ * float vector, the weights widened to f32 in registers, 16 lanes at a time.
+ * Same products as dequantize-then-dot, other addition order (the logits,
+ * which keep float activations, and F16/BF16/F32 weights). */
+
+static inline float dot_tail(float s, const float *a, const float *x, int64_t i, int64_t n) {
+    for (; i < n; i++) s += a[i] * x[i];
+    return s;
+}
+
+float sb_dot_f32_row_avx512(const void *row, const float *x, int64_t n) {
+    const float *a = row;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(x + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(x + i + 16), s1);
+    }
+    return dot_tail(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)), a, x, i, n);
+}
+
+float sb_dot_f16_avx512(const void *row, const float *x, int64_t n) {
+    const uint8_t *a = row;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(load256(a + 2 * i)), _mm512_loadu_ps(x + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(load256(a + 2 * i + 32)), _mm512_loadu_ps(x + i + 16), s1);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++) s += h2f(a + 2 * i) * x[i];
+    return s;
+}
+
+/* BF16 is the upper half of an f32: widened exactly by a 16-bit shift. (The
+ * CPU's vdpbf16ps would round x to bf16 as well: the encoder's GEMM uses it,
+ * a float-activation dot must not.) */
+static inline __m512 bf16x16(const uint8_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)p)), 16));
+}
+
+float sb_dot_bf16_avx512(const void *row, const float *x, int64_t n) {
+    const uint8_t *a = row;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(bf16x16(a + 2 * i), _mm512_loadu_ps(x + i), s0);
+        s1 = _mm512_fmadd_ps(bf16x16(a + 2 * i + 32), _mm512_loadu_ps(x + i + 16), s1);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, a + 2 * i, 2);
+        s += sb_bf16_to_f32(h) * x[i];
+    }
+    return s;
+}
+
+static inline __m512 i8x16(__m128i b) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)); }
+
+/* Q8_0: per block d * (q . x), two accumulators over alternate blocks */
+float sb_dot_q8_0_avx512(const void *row, const float *x, int64_t n) {
+    const uint8_t *b = row;
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t i = 0; i < n / 32; i++, b += 34, x += 32) {
+        __m512 s = _mm512_mul_ps(i8x16(_mm_loadu_si128((const __m128i *)(const void *)(b + 2))), _mm512_loadu_ps(x));
+        s = _mm512_fmadd_ps(i8x16(_mm_loadu_si128((const __m128i *)(const void *)(b + 18))), _mm512_loadu_ps(x + 16), s);
+        acc[i & 1] = _mm512_fmadd_ps(_mm512_set1_ps(h2f(b)), s, acc[i & 1]);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+}
+
+/* Q6_K: the 6-bit values of each half as bytes (the layout of
+ * sb_qdot_q6_k_avx512), minus 32, each group of 16 elements times
+ * d * scales[g] (sb_dot_q6_k_avx2's arithmetic, 16 lanes). */
+float sb_dot_q6_k_avx512(const void *row, const float *x, int64_t n) {
+    const uint8_t *b = row;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / 256; i++, b += 210, x += 256) {
+        const int8_t *sc = (const int8_t *)(b + 192);
+        const float d = h2f(b + 208);
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+            const __m256i l0 = load256(ql), l1 = load256(ql + 32), hb = load256(qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+            const float *xh = x + 128 * h;
+            for (int k = 0; k < 4; k++) { /* elements 32k .. 32k+31 of this half: groups 2k, 2k+1 */
+                const __m256i v = _mm256_sub_epi8(q[k], c32);
+                const __m512 p0 = _mm512_mul_ps(i8x16(_mm256_castsi256_si128(v)), _mm512_loadu_ps(xh + 32 * k));
+                const __m512 p1 = _mm512_mul_ps(i8x16(_mm256_extracti128_si256(v, 1)), _mm512_loadu_ps(xh + 32 * k + 16));
+                acc0 = _mm512_fmadd_ps(_mm512_set1_ps(d * (float)sc[8 * h + 2 * k]), p0, acc0);
+                acc1 = _mm512_fmadd_ps(_mm512_set1_ps(d * (float)sc[8 * h + 2 * k + 1]), p1, acc1);
+            }
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}

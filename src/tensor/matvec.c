@@ -86,8 +86,18 @@ const char *sb_kernels_isa(void) { return isa_names[isa()]; }
 
 bool sb_isa_supported(int level) { return level >= 0 && level <= isa(); }
 
-sb_row_dot_fn sb_row_dot_for(int type) {
-    if (isa() < SB_ISA_AVX2) return NULL;
+sb_row_dot_fn sb_row_dot_at(int type, int level) {
+    if (level == SB_ISA_AVX512) {
+        switch (type) {
+        case SB_F32: return sb_dot_f32_row_avx512;
+        case SB_F16: return sb_dot_f16_avx512;
+        case SB_BF16: return sb_dot_bf16_avx512;
+        case SB_Q8_0: return sb_dot_q8_0_avx512;
+        case SB_Q6_K: return sb_dot_q6_k_avx512;
+        default: return NULL;
+        }
+    }
+    if (level != SB_ISA_AVX2) return NULL;
     switch (type) {
     case SB_F32: return sb_dot_f32_avx2;
     case SB_F16: return sb_dot_f16_avx2;
@@ -99,6 +109,12 @@ sb_row_dot_fn sb_row_dot_for(int type) {
     case SB_Q6_K: return sb_dot_q6_k_avx2;
     default: return NULL;
     }
+}
+
+sb_row_dot_fn sb_row_dot_for(int type) {
+    sb_row_dot_fn f = NULL;
+    for (int l = isa(); l >= SB_ISA_AVX2 && !f; l--) f = sb_row_dot_at(type, l);
+    return f;
 }
 
 /* ---- quantized activations ---- */
@@ -117,7 +133,7 @@ static const qdot_row qdot_table[] = {
     {SB_Q5_0, SB_Q8_0, {sb_qdot_q5_0_scalar, NULL, NULL}},
     {SB_Q5_1, SB_Q8_0, {sb_qdot_q5_1_scalar, NULL, NULL}},
     {SB_Q4_K, SB_Q8_K, {sb_qdot_q4_k_scalar, sb_qdot_q4_k_avx2, sb_qdot_q4_k_avx512}},
-    {SB_Q5_K, SB_Q8_K, {sb_qdot_q5_k_scalar, NULL, sb_qdot_q5_k_avx512}},
+    {SB_Q5_K, SB_Q8_K, {sb_qdot_q5_k_scalar, sb_qdot_q5_k_avx2, sb_qdot_q5_k_avx512}},
     {SB_Q6_K, SB_Q8_K, {sb_qdot_q6_k_scalar, sb_qdot_q6_k_avx2, sb_qdot_q6_k_avx512}},
 };
 
