@@ -66,6 +66,13 @@ static void test_citations(void) {
     char *s = sb_eval_strip_citations("It spreads [2, 3][4] by air [1]. [x] stays");
     CHECK(!strcmp(s, "It spreads  by air . [x] stays"), "stripped: [%s]", s);
     free(s);
+    /* an answer cut inside a character (the first two bytes of U+2010) */
+    s = sb_eval_valid_utf8("HCoV\xE2\x80");
+    CHECK(!strcmp(s, "HCoV\xEF\xBF\xBD\xEF\xBF\xBD"), "invalid bytes become U+FFFD: [%s]", s);
+    free(s);
+    s = sb_eval_valid_utf8("caf\xC3\xA9 \xE2\x80\x90 ok");
+    CHECK(!strcmp(s, "caf\xC3\xA9 \xE2\x80\x90 ok"), "valid UTF-8 is kept: [%s]", s);
+    free(s);
 }
 
 static void test_context(void) {

@@ -265,7 +265,7 @@ static sb_status run_one(const sb_eval_question *q, const sb_eval_config *c, sb_
     r->t_gen = res.gen.t_gen;
     r->n_gen = res.gen.n_gen;
     r->done = true;
-    *answer = sb_strdup(res.answer);
+    *answer = sb_eval_valid_utf8(res.answer); /* the cache is JSON */
     free(plain);
     sb_ask_result_free(&res);
     return SB_OK;
@@ -605,6 +605,10 @@ sb_status sb_eval_run(const sb_eval_question *q, int n, const sb_eval_config *cf
             char *answer = NULL;
             st = run_one(&q[i], &cfg[c], store, enc, o, r, &answer, err);
             if (st != SB_OK) break;
+            if (!answer) {
+                st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+                break;
+            }
             json_t *line = json_pack("{s:s,s:s,s:s,s:f,s:f,s:o,s:o,s:o,s:f,s:f,s:i}", "config", cfg[c].name, "id",
                                      q[i].id, "answer", answer, "em", r->em, "f1", r->f1, "context_recall",
                                      opt_num(r->recall), "citations_ok", opt_num(r->cite_ok), "support",
@@ -612,7 +616,9 @@ sb_status sb_eval_run(const sb_eval_question *q, int n, const sb_eval_config *cf
                                      "gen_tokens", r->n_gen);
             if (line && cfg[c].adapter) json_object_set_new(line, "adapter", json_string(cfg[c].adapter));
             free(answer);
-            st = line ? append_line(f, line, cpath, err) : sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+            st = line ? append_line(f, line, cpath, err)
+                      : sb_err_set(err, SB_ERR_INVALID, "question %s (%s): cannot record the answer in %s", q[i].id,
+                                   cfg[c].name, cpath);
             json_decref(line);
             if (cb) cb(cfg[c].name, ++done, n * n_cfg, r->f1, user);
         }
