@@ -406,6 +406,12 @@ static char *chart(const sb_eval_config *cfg, int n_cfg, const summary *s, int n
     return svg;
 }
 
+int sb_eval_recommend(int best, const double *gain_lo, int n_cfg) {
+    for (int c = 0; c < best && c < n_cfg; c++)
+        if (gain_lo[c] <= 0) return c;
+    return best;
+}
+
 static void md_cell(sb_buf *b, double v) {
     if (v < 0) sb_buf_puts(b, " | n/a");
     else sb_buf_printf(b, " | %.3f", v);
@@ -445,36 +451,51 @@ static char *markdown(const sb_eval_config *cfg, int n_cfg, const summary *s, co
                           cmp[i].diff, cmp[i].lo, cmp[i].hi, cmp[i].lo > 0 || cmp[i].hi < 0 ? "yes" : "no");
         sb_buf_puts(&b, "\n");
     }
-    /* The recommendation: the best F1, and whether the data says more. */
+    /* The recommendation: the best F1, then the simplest configuration the
+     * best does not beat with confidence, and whether the data says more. */
     int best = 0;
     for (int i = 1; i < n_cfg; i++)
         if (s[i].f1 > s[best].f1) best = i;
     sb_buf_printf(&b, "## Recommendation\n\n**%s** has the highest F1 (%.3f, 95%% CI %.3f-%.3f).", cfg[best].name,
                   s[best].f1, s[best].f1_lo, s[best].f1_hi);
+    double *gain_lo = sb_calloc((size_t)n_cfg, sizeof *gain_lo); /* lower CI bound of F1(best) - F1(c) */
     for (int i = 0; i < n_cmp; i++) {
         if (cmp[i].a != best && cmp[i].b != best) continue;
         int other = cmp[i].a == best ? cmp[i].b : cmp[i].a;
         double d = cmp[i].a == best ? cmp[i].diff : -cmp[i].diff;
         double lo = cmp[i].a == best ? cmp[i].lo : -cmp[i].hi, hi = cmp[i].a == best ? cmp[i].hi : -cmp[i].lo;
+        if (gain_lo) gain_lo[other] = lo;
         sb_buf_printf(&b, " Against %s: %+.3f (%+.3f to %+.3f), %s.", cfg[other].name, d, lo, hi,
                       lo > 0 ? "a real gain" : "not distinguishable on these questions");
     }
-    bool best_rag = cfg[best].rag, best_lora = strstr(cfg[best].name, "lora") != NULL;
+    int rec = gain_lo ? sb_eval_recommend(best, gain_lo, n_cfg) : best;
+    free(gain_lo);
+    if (rec != best)
+        sb_buf_printf(&b, "\n\n**Recommended: %s**, the simplest configuration that the best does not beat with "
+                          "confidence (in the order base, rag, lora, rag+lora: nothing, a store, a training run, "
+                          "both to maintain); the extra F1 of %s (%+.3f) is within the noise of %d questions.",
+                      cfg[rec].name, cfg[best].name, s[best].f1 - s[rec].f1, n_q);
+    else
+        sb_buf_printf(&b, "\n\n**Recommended: %s**: it beats every simpler configuration with confidence.",
+                      cfg[rec].name);
+    bool rec_rag = cfg[rec].rag, rec_lora = strstr(cfg[rec].name, "lora") != NULL;
     sb_buf_puts(&b, "\n\nThe Phi-3 Cookbook's criteria: data that changes often calls for RAG (a fine-tuned model "
                     "goes stale, a store is re-ingested); stable terminology and style call for fine-tuning; business "
                     "flows that need both call for RAG + LoRA. ");
     if (!o->data_changes)
         sb_buf_puts(&b, "How often your data changes was not given (`--data-changes often|rarely`).");
     else if (!strcmp(o->data_changes, "often"))
-        sb_buf_printf(&b, "Your data changes often: %s", best_rag ? "the measurement agrees with choosing RAG."
-                                                                   : "the measurement favours a configuration "
-                                                                     "without retrieval, but a fine-tuned model will "
-                                                                     "need retraining as the data changes; prefer "
-                                                                     "RAG unless the gap is real.");
+        sb_buf_printf(&b, "Your data changes often: %s",
+                      rec_rag && rec_lora ? "the measurement supports retrieval; the adapter will need retraining as "
+                                            "the data changes, the store only re-ingesting."
+                      : rec_rag           ? "the measurement agrees with choosing RAG."
+                                          : "the measurement favours a configuration without retrieval, but a "
+                                            "fine-tuned model will need retraining as the data changes; prefer "
+                                            "RAG unless the gap is real.");
     else
         sb_buf_printf(&b, "Your data changes rarely: %s",
-                      best_lora ? "fine-tuning is a durable choice and the measurement supports it."
-                                : "fine-tuning would stay valid, but the measurement does not show it helping here.");
+                      rec_lora ? "fine-tuning is a durable choice and the measurement supports it."
+                               : "fine-tuning would stay valid, but the measurement does not show it helping here.");
     sb_buf_puts(&b, "\n\n![F1 per configuration](f1.svg)\n");
     return b.data;
 }
