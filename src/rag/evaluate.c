@@ -393,9 +393,11 @@ char *sb_eval_chart_svg(const sb_eval_bar *bars, int n, const char *title) {
     return b.data;
 }
 
-static char *chart(const sb_eval_config *cfg, int n_cfg, const summary *s, int n_q) {
+static char *chart(const sb_eval_config *cfg, int n_cfg, const summary *s, int n_q, int n_set) {
     sb_eval_bar *bars = sb_calloc((size_t)n_cfg, sizeof *bars);
-    char *title = sb_aprintf("Token F1 per configuration (%d questions, whiskers: 95%% CI)", n_q);
+    char *title = n_q < n_set ? sb_aprintf("Token F1 per configuration (partial: %d of %d questions, whiskers: 95%% CI)",
+                                           n_q, n_set)
+                              : sb_aprintf("Token F1 per configuration (%d questions, whiskers: 95%% CI)", n_q);
     char *svg = NULL;
     if (bars && title) {
         for (int i = 0; i < n_cfg; i++) bars[i] = (sb_eval_bar){cfg[i].name, s[i].f1, s[i].f1_lo, s[i].f1_hi};
@@ -557,7 +559,7 @@ static sb_status write_reports(const sb_eval_question *q, int n, int n_set, cons
     if (st == SB_OK) st = write_json(o->out_dir, "timings.json", tim, err);
     json_decref(rep);
     json_decref(tim);
-    char *svg = st == SB_OK ? chart(cfg, n_cfg, s, n) : NULL;
+    char *svg = st == SB_OK ? chart(cfg, n_cfg, s, n, n_set) : NULL;
     char *md = st == SB_OK ? markdown(cfg, n_cfg, s, cmp, n_cmp, n, n_set, o) : NULL;
     char *p_svg = sb_path_join(o->out_dir, "f1.svg"), *p_md = sb_path_join(o->out_dir, "report.md");
     if (st == SB_OK && (!svg || !md || !p_svg || !p_md)) st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
