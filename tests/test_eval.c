@@ -66,6 +66,13 @@ static void test_citations(void) {
     char *s = sb_eval_strip_citations("It spreads [2, 3][4] by air [1]. [x] stays");
     CHECK(!strcmp(s, "It spreads  by air . [x] stays"), "stripped: [%s]", s);
     free(s);
+    /* an answer cut inside a character (the first two bytes of U+2010) */
+    s = sb_eval_valid_utf8("HCoV\xE2\x80");
+    CHECK(!strcmp(s, "HCoV\xEF\xBF\xBD\xEF\xBF\xBD"), "invalid bytes become U+FFFD: [%s]", s);
+    free(s);
+    s = sb_eval_valid_utf8("caf\xC3\xA9 \xE2\x80\x90 ok");
+    CHECK(!strcmp(s, "caf\xC3\xA9 \xE2\x80\x90 ok"), "valid UTF-8 is kept: [%s]", s);
+    free(s);
 }
 
 static void test_context(void) {
@@ -211,6 +218,19 @@ static void test_chart(const char *dir) {
     }
 }
 
+/* The recommendation rule: the simplest configuration the best one does not
+ * beat with confidence (the bounds are made up: the rule, not the numbers). */
+static void test_recommend(void) {
+    double gain_lo[4] = {+0.05, -0.01, +0.09, 0}; /* best = 3 (rag+lora) */
+    CHECK(sb_eval_recommend(3, gain_lo, 4) == 1, "rag+lora not surely better than rag: rag");
+    gain_lo[1] = +0.01;
+    CHECK(sb_eval_recommend(3, gain_lo, 4) == 3, "rag+lora beats base, rag and lora: rag+lora");
+    gain_lo[0] = -0.02;
+    CHECK(sb_eval_recommend(3, gain_lo, 4) == 0, "not surely better than base: base");
+    double two[2] = {+0.07, 0};
+    CHECK(sb_eval_recommend(1, two, 2) == 1 && sb_eval_recommend(0, two, 2) == 0, "the best, when first or ahead");
+}
+
 int main(void) {
     char dir[] = "/tmp/sabio-test-eval-XXXXXX";
     if (!mkdtemp(dir)) return 1;
@@ -218,6 +238,7 @@ int main(void) {
     test_citations();
     test_context();
     test_stats();
+    test_recommend();
     test_questions(dir);
     test_chart(dir);
     char cmd[600];

@@ -48,6 +48,11 @@ args=(--questions "$tmp/q.jsonl" --store "$tmp/store" -m "$smol" -k 1 -n 12 -t 1
 check "shard 0/2 exits 0 ($(tail -n 1 "$tmp/out"))" [ $rc -eq 0 ]
 check "a half-done run has no report" [ ! -e "$tmp/A/report.json" ]
 check "its cache holds 2 questions x 2 configurations" [ "$(grep -c '"config"' "$tmp/A/cache.jsonl")" -eq 4 ]
+"$SABIO" eval "${args[@]}" --partial -o "$tmp/A" >"$tmp/out" 2>&1; rc=$?
+check "--partial reports the 2 answered questions, says so in report.md and the chart: $(tail -n 1 "$tmp/out")" \
+  bash -c "[ $rc -eq 0 ] && grep -q 'Partial report.*2 of the 3 questions' '$tmp/A/report.md' &&
+           grep -q 'partial: 2 of 3 questions' '$tmp/A/f1.svg'"
+check "--partial answers nothing" [ "$(grep -c '"config"' "$tmp/A/cache.jsonl")" -eq 4 ]
 # resumed: answers only the rest
 "$SABIO" eval "${args[@]}" -o "$tmp/A" >"$tmp/out" 2>&1; rc=$?
 check "resume exits 0 ($(tail -n 1 "$tmp/out"))" [ $rc -eq 0 ]

@@ -251,6 +251,22 @@ char *sb_eval_strip_citations(const char *answer) {
     return b.data ? b.data : sb_strdup("");
 }
 
+char *sb_eval_valid_utf8(const char *s) {
+    sb_buf b = {0};
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &c);
+        bool ok = k > 0 ? sb_buf_append(&b, s + i, (size_t)k) : sb_buf_append(&b, "\xEF\xBF\xBD", 3);
+        if (!ok) {
+            sb_buf_free(&b);
+            return NULL;
+        }
+        i += k > 0 ? (size_t)k : 1;
+    }
+    return b.data ? b.data : sb_strdup("");
+}
+
 bool sb_eval_citations_ok(const char *answer, int n_sources) {
     int cited, invalid;
     sb_eval_citations(answer, n_sources, &cited, &invalid);

@@ -42,6 +42,9 @@ void sb_eval_citations(const char *answer, int n_sources, int *n_cited, int *n_i
 bool sb_eval_citations_ok(const char *answer, int n_sources);
 /* The answer without its citation markers ("[1]", "[1, 2]"), heap string. */
 char *sb_eval_strip_citations(const char *answer);
+/* A valid UTF-8 copy of s, each invalid byte as U+FFFD (a model's answer
+ * may end inside a character; JSON needs whole ones). Heap string. */
+char *sb_eval_valid_utf8(const char *s);
 
 /* ---- question sets ---- */
 

@@ -265,7 +265,7 @@ static sb_status run_one(const sb_eval_question *q, const sb_eval_config *c, sb_
     r->t_gen = res.gen.t_gen;
     r->n_gen = res.gen.n_gen;
     r->done = true;
-    *answer = sb_strdup(res.answer);
+    *answer = sb_eval_valid_utf8(res.answer); /* the cache is JSON */
     free(plain);
     sb_ask_result_free(&res);
     return SB_OK;
@@ -393,9 +393,11 @@ char *sb_eval_chart_svg(const sb_eval_bar *bars, int n, const char *title) {
     return b.data;
 }
 
-static char *chart(const sb_eval_config *cfg, int n_cfg, const summary *s, int n_q) {
+static char *chart(const sb_eval_config *cfg, int n_cfg, const summary *s, int n_q, int n_set) {
     sb_eval_bar *bars = sb_calloc((size_t)n_cfg, sizeof *bars);
-    char *title = sb_aprintf("Token F1 per configuration (%d questions, whiskers: 95%% CI)", n_q);
+    char *title = n_q < n_set ? sb_aprintf("Token F1 per configuration (partial: %d of %d questions, whiskers: 95%% CI)",
+                                           n_q, n_set)
+                              : sb_aprintf("Token F1 per configuration (%d questions, whiskers: 95%% CI)", n_q);
     char *svg = NULL;
     if (bars && title) {
         for (int i = 0; i < n_cfg; i++) bars[i] = (sb_eval_bar){cfg[i].name, s[i].f1, s[i].f1_lo, s[i].f1_hi};
@@ -404,6 +406,12 @@ static char *chart(const sb_eval_config *cfg, int n_cfg, const summary *s, int n
     free(bars);
     free(title);
     return svg;
+}
+
+int sb_eval_recommend(int best, const double *gain_lo, int n_cfg) {
+    for (int c = 0; c < best && c < n_cfg; c++)
+        if (gain_lo[c] <= 0) return c;
+    return best;
 }
 
 static void md_cell(sb_buf *b, double v) {
@@ -445,36 +453,51 @@ static char *markdown(const sb_eval_config *cfg, int n_cfg, const summary *s, co
                           cmp[i].diff, cmp[i].lo, cmp[i].hi, cmp[i].lo > 0 || cmp[i].hi < 0 ? "yes" : "no");
         sb_buf_puts(&b, "\n");
     }
-    /* The recommendation: the best F1, and whether the data says more. */
+    /* The recommendation: the best F1, then the simplest configuration the
+     * best does not beat with confidence, and whether the data says more. */
     int best = 0;
     for (int i = 1; i < n_cfg; i++)
         if (s[i].f1 > s[best].f1) best = i;
     sb_buf_printf(&b, "## Recommendation\n\n**%s** has the highest F1 (%.3f, 95%% CI %.3f-%.3f).", cfg[best].name,
                   s[best].f1, s[best].f1_lo, s[best].f1_hi);
+    double *gain_lo = sb_calloc((size_t)n_cfg, sizeof *gain_lo); /* lower CI bound of F1(best) - F1(c) */
     for (int i = 0; i < n_cmp; i++) {
         if (cmp[i].a != best && cmp[i].b != best) continue;
         int other = cmp[i].a == best ? cmp[i].b : cmp[i].a;
         double d = cmp[i].a == best ? cmp[i].diff : -cmp[i].diff;
         double lo = cmp[i].a == best ? cmp[i].lo : -cmp[i].hi, hi = cmp[i].a == best ? cmp[i].hi : -cmp[i].lo;
+        if (gain_lo) gain_lo[other] = lo;
         sb_buf_printf(&b, " Against %s: %+.3f (%+.3f to %+.3f), %s.", cfg[other].name, d, lo, hi,
                       lo > 0 ? "a real gain" : "not distinguishable on these questions");
     }
-    bool best_rag = cfg[best].rag, best_lora = strstr(cfg[best].name, "lora") != NULL;
+    int rec = gain_lo ? sb_eval_recommend(best, gain_lo, n_cfg) : best;
+    free(gain_lo);
+    if (rec != best)
+        sb_buf_printf(&b, "\n\n**Recommended: %s**, the simplest configuration that the best does not beat with "
+                          "confidence (in the order base, rag, lora, rag+lora: nothing, a store, a training run, "
+                          "both to maintain); the extra F1 of %s (%+.3f) is within the noise of %d questions.",
+                      cfg[rec].name, cfg[best].name, s[best].f1 - s[rec].f1, n_q);
+    else
+        sb_buf_printf(&b, "\n\n**Recommended: %s**: it beats every simpler configuration with confidence.",
+                      cfg[rec].name);
+    bool rec_rag = cfg[rec].rag, rec_lora = strstr(cfg[rec].name, "lora") != NULL;
     sb_buf_puts(&b, "\n\nThe Phi-3 Cookbook's criteria: data that changes often calls for RAG (a fine-tuned model "
                     "goes stale, a store is re-ingested); stable terminology and style call for fine-tuning; business "
                     "flows that need both call for RAG + LoRA. ");
     if (!o->data_changes)
         sb_buf_puts(&b, "How often your data changes was not given (`--data-changes often|rarely`).");
     else if (!strcmp(o->data_changes, "often"))
-        sb_buf_printf(&b, "Your data changes often: %s", best_rag ? "the measurement agrees with choosing RAG."
-                                                                   : "the measurement favours a configuration "
-                                                                     "without retrieval, but a fine-tuned model will "
-                                                                     "need retraining as the data changes; prefer "
-                                                                     "RAG unless the gap is real.");
+        sb_buf_printf(&b, "Your data changes often: %s",
+                      rec_rag && rec_lora ? "the measurement supports retrieval; the adapter will need retraining as "
+                                            "the data changes, the store only re-ingesting."
+                      : rec_rag           ? "the measurement agrees with choosing RAG."
+                                          : "the measurement favours a configuration without retrieval, but a "
+                                            "fine-tuned model will need retraining as the data changes; prefer "
+                                            "RAG unless the gap is real.");
     else
         sb_buf_printf(&b, "Your data changes rarely: %s",
-                      best_lora ? "fine-tuning is a durable choice and the measurement supports it."
-                                : "fine-tuning would stay valid, but the measurement does not show it helping here.");
+                      rec_lora ? "fine-tuning is a durable choice and the measurement supports it."
+                               : "fine-tuning would stay valid, but the measurement does not show it helping here.");
     sb_buf_puts(&b, "\n\n![F1 per configuration](f1.svg)\n");
     return b.data;
 }
@@ -536,7 +559,7 @@ static sb_status write_reports(const sb_eval_question *q, int n, int n_set, cons
     if (st == SB_OK) st = write_json(o->out_dir, "timings.json", tim, err);
     json_decref(rep);
     json_decref(tim);
-    char *svg = st == SB_OK ? chart(cfg, n_cfg, s, n) : NULL;
+    char *svg = st == SB_OK ? chart(cfg, n_cfg, s, n, n_set) : NULL;
     char *md = st == SB_OK ? markdown(cfg, n_cfg, s, cmp, n_cmp, n, n_set, o) : NULL;
     char *p_svg = sb_path_join(o->out_dir, "f1.svg"), *p_md = sb_path_join(o->out_dir, "report.md");
     if (st == SB_OK && (!svg || !md || !p_svg || !p_md)) st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
@@ -605,6 +628,10 @@ sb_status sb_eval_run(const sb_eval_question *q, int n, const sb_eval_config *cf
             char *answer = NULL;
             st = run_one(&q[i], &cfg[c], store, enc, o, r, &answer, err);
             if (st != SB_OK) break;
+            if (!answer) {
+                st = sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+                break;
+            }
             json_t *line = json_pack("{s:s,s:s,s:s,s:f,s:f,s:o,s:o,s:o,s:f,s:f,s:i}", "config", cfg[c].name, "id",
                                      q[i].id, "answer", answer, "em", r->em, "f1", r->f1, "context_recall",
                                      opt_num(r->recall), "citations_ok", opt_num(r->cite_ok), "support",
@@ -612,7 +639,9 @@ sb_status sb_eval_run(const sb_eval_question *q, int n, const sb_eval_config *cf
                                      "gen_tokens", r->n_gen);
             if (line && cfg[c].adapter) json_object_set_new(line, "adapter", json_string(cfg[c].adapter));
             free(answer);
-            st = line ? append_line(f, line, cpath, err) : sb_err_set(err, SB_ERR_NOMEM, "out of memory");
+            st = line ? append_line(f, line, cpath, err)
+                      : sb_err_set(err, SB_ERR_INVALID, "question %s (%s): cannot record the answer in %s", q[i].id,
+                                   cfg[c].name, cpath);
             json_decref(line);
             if (cb) cb(cfg[c].name, ++done, n * n_cfg, r->f1, user);
         }

@@ -62,6 +62,13 @@ sb_status sb_eval_run(const sb_eval_question *q, int n, const sb_eval_config *cf
  * not taken for the old one. Heap string; NULL on a read error. */
 char *sb_eval_adapter_id(const char *const *paths, const float *scales, int n, sb_err *err);
 
+/* The recommended configuration: the first (configurations are in order of
+ * what they need: base, rag, lora, rag+lora) that the best-F1 one, best,
+ * does not beat with confidence, i.e. gain_lo[c] <= 0 where gain_lo[c] is
+ * the lower 95% bound of F1(best) - F1(c); best itself if it beats all
+ * before it. */
+int sb_eval_recommend(int best, const double *gain_lo, int n_cfg);
+
 /* The chart of f1.svg: labelled bars (values in 0..1) with whiskers from
  * lo to hi. Heap string. */
 typedef struct sb_eval_bar {
