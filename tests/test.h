@@ -11,6 +11,7 @@
 #define SB_TEST_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,16 @@ static int t_pass, t_fail, t_skip;
         fprintf(stderr, __VA_ARGS__);                                           \
         fputc('\n', stderr);                                                    \
     } while (0)
+
+/* xorshift64, the random test data of the kernel tests (each file keeps its own state) */
+static inline uint64_t test_xorshift(uint64_t *s) {
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return *s;
+}
+/* uniform in [-1, 1) from the top 53 bits of the next draw */
+static inline float test_frand(uint64_t *s) {
+    return (float)((double)(test_xorshift(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
 
 static inline int test_end(const char *file) {
     const char *name = strrchr(file, '/');

@@ -11,10 +11,7 @@
 #include "test.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
-static float frand(void) {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
+static float frand(void) { return test_frand(&rng); }
 
 static void reference(const float *q, const float *k, const float *v, int ld, int m, int pos0, int window, float scale,
                       int hd, double *out) {

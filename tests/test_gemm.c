@@ -30,11 +30,8 @@
 #include "test.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint64_t next(void) {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return rng;
-}
-static float frand(void) { return (float)((double)(next() >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
+static uint64_t next(void) { return test_xorshift(&rng); }
+static float frand(void) { return test_frand(&rng); }
 
 #define SENT 8
 static const float sentinel = 12345.0f;

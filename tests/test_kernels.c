@@ -32,11 +32,8 @@
 #include "test.h"
 
 static uint64_t rng = 88172645463325252ull;
-static uint64_t next(void) {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return rng;
-}
-static float frand(void) { return (float)((double)(next() >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
+static uint64_t next(void) { return test_xorshift(&rng); }
+static float frand(void) { return test_frand(&rng); }
 
 static void put16(uint8_t *p, float f) {
     uint16_t h = sb_f32_to_f16(f);
