@@ -10,12 +10,8 @@
 
 #include <immintrin.h>
 
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+#include "tensor/simd_avx2.h"
+
 
 float sb_l2_f32_avx2(const float *a, const float *b, int n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -26,7 +22,7 @@ float sb_l2_f32_avx2(const float *a, const float *b, int n) {
         s0 = _mm256_fmadd_ps(d0, d0, s0);
         s1 = _mm256_fmadd_ps(d1, d1, s1);
     }
-    float s = hsum8(_mm256_add_ps(s0, s1));
+    float s = sb_hsum256(_mm256_add_ps(s0, s1));
     for (; i < n; i++) s += (a[i] - b[i]) * (a[i] - b[i]);
     return s;
 }

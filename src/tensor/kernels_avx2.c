@@ -10,15 +10,10 @@
 #include "tensor/kernels.h"
 
 #include <immintrin.h>
+
+#include "tensor/simd_avx2.h"
 #include <string.h>
 
-static inline float hsum(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 
 static inline float load_f16(const uint8_t *p) {
     uint16_t h;
@@ -38,7 +33,7 @@ float sb_dot_f32_avx2(const void *row, const float *x, int64_t n) {
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(x + i), s0);
         s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(x + i + 8), s1);
     }
-    float s = hsum(_mm256_add_ps(s0, s1));
+    float s = sb_hsum256(_mm256_add_ps(s0, s1));
     for (; i < n; i++) s += a[i] * x[i];
     return s;
 }
@@ -52,7 +47,7 @@ float sb_dot_f16_avx2(const void *row, const float *x, int64_t n) {
         s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + 2 * i))), _mm256_loadu_ps(x + i), s0);
         s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + 2 * i + 16))), _mm256_loadu_ps(x + i + 8), s1);
     }
-    float s = hsum(_mm256_add_ps(s0, s1));
+    float s = sb_hsum256(_mm256_add_ps(s0, s1));
     for (; i < n; i++) s += load_f16(a + 2 * i) * x[i];
     return s;
 }
@@ -70,7 +65,7 @@ float sb_dot_bf16_avx2(const void *row, const float *x, int64_t n) {
         s0 = _mm256_fmadd_ps(bf16_to_ps(a + 2 * i), _mm256_loadu_ps(x + i), s0);
         s1 = _mm256_fmadd_ps(bf16_to_ps(a + 2 * i + 16), _mm256_loadu_ps(x + i + 8), s1);
     }
-    float s = hsum(_mm256_add_ps(s0, s1));
+    float s = sb_hsum256(_mm256_add_ps(s0, s1));
     for (; i < n; i++) {
         uint16_t h;
         memcpy(&h, a + 2 * i, 2);
@@ -92,7 +87,7 @@ float sb_dot_q8_0_avx2(const void *row, const float *x, int64_t n) {
         s = _mm256_fmadd_ps(i8_to_ps(_mm_srli_si128(q1, 8)), _mm256_loadu_ps(x + 24), s);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b)), s, acc);
     }
-    return hsum(acc);
+    return sb_hsum256(acc);
 }
 
 /* Q4_0 {f16 d; u8 qs[16]}: element j < 16 is the low nibble of qs[j], j + 16
@@ -111,7 +106,7 @@ float sb_dot_q4_0_avx2(const void *row, const float *x, int64_t n) {
         s = _mm256_fmadd_ps(_mm256_sub_ps(u8_to_ps(_mm_srli_si128(hi, 8)), eight), _mm256_loadu_ps(x + 24), s);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b)), s, acc);
     }
-    return hsum(acc);
+    return sb_hsum256(acc);
 }
 
 /* Q4_1 {f16 d, m; u8 qs[16]}: value d * nibble + m, so a block contributes
@@ -133,7 +128,7 @@ float sb_dot_q4_1_avx2(const void *row, const float *x, int64_t n) {
         acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b)), s, acc);
         accm = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b + 2)), xs, accm);
     }
-    return hsum(_mm256_add_ps(acc, accm));
+    return sb_hsum256(_mm256_add_ps(acc, accm));
 }
 
 /* 8 bytes at p as 8 unsigned 32-bit lanes */
@@ -176,9 +171,9 @@ float sb_dot_q4_k_avx2(const void *row, const float *x, int64_t n) {
             }
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)s[0]), sa, acc);
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)s[1]), sb, acc);
-            mins += dmin * (float)m[0] * hsum(xsa) + dmin * (float)m[1] * hsum(xsb);
+            mins += dmin * (float)m[0] * sb_hsum256(xsa) + dmin * (float)m[1] * sb_hsum256(xsb);
         }
-        total += hsum(acc) - mins;
+        total += sb_hsum256(acc) - mins;
     }
     return total;
 }
@@ -210,7 +205,7 @@ float sb_dot_q6_k_avx2(const void *row, const float *x, int64_t n) {
                 acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is + 6]), _mm256_cvtepi32_ps(q4)), _mm256_loadu_ps(xx + l + 96), acc);
             }
         }
-        total += hsum(acc);
+        total += sb_hsum256(acc);
     }
     return total;
 }
@@ -249,7 +244,7 @@ float sb_qdot_q8_0_avx2(const void *row, const void *xq, int64_t n) {
         __m256i p = dot_s8s8(_mm256_loadu_si256((const __m256i *)(b + 2)), _mm256_loadu_si256((const __m256i *)x->qs));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b) * x->d), _mm256_cvtepi32_ps(p), acc);
     }
-    return hsum(acc);
+    return sb_hsum256(acc);
 }
 
 float sb_qdot_q4_0_avx2(const void *row, const void *xq, int64_t n) {
@@ -262,7 +257,7 @@ float sb_qdot_q4_0_avx2(const void *row, const void *xq, int64_t n) {
         __m256i p = dot_s8s8(w, _mm256_loadu_si256((const __m256i *)x->qs));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b) * x->d), _mm256_cvtepi32_ps(p), acc);
     }
-    return hsum(acc);
+    return sb_hsum256(acc);
 }
 
 float sb_qdot_q4_1_avx2(const void *row, const void *xq, int64_t n) {
@@ -275,7 +270,7 @@ float sb_qdot_q4_1_avx2(const void *row, const void *xq, int64_t n) {
         acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b) * x->d), _mm256_cvtepi32_ps(p), acc);
         mins += load_f16(b + 2) * x->s;
     }
-    return hsum(acc) + mins;
+    return sb_hsum256(acc) + mins;
 }
 
 /* Q4_K/Q5_K: the min term msum = sum_j m_j * (bsums[2j] + bsums[2j+1]) and

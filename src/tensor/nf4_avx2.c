@@ -13,6 +13,8 @@
 
 #include <immintrin.h>
 
+#include "tensor/simd_avx2.h"
+
 /* 16 indices of 8 bytes, in element order, as two vectors of 8 codes. */
 static inline void codes16(const uint8_t *p, __m256 lo_tab, __m256 hi_tab, __m256 *c0, __m256 *c1) {
     const __m128i raw = _mm_loadl_epi64((const __m128i *)(const void *)p);
@@ -27,13 +29,6 @@ static inline void codes16(const uint8_t *p, __m256 lo_tab, __m256 hi_tab, __m25
                            _mm256_castsi256_ps(_mm256_cmpgt_epi32(i1, seven)));
 }
 
-static inline float hsum(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 
 float sb_nf4_dot_avx2(const uint8_t *qs, const float *scale, int64_t nb, int bs, const float *x) {
     const __m256 lo_tab = _mm256_loadu_ps(sb_nf4_code_f), hi_tab = _mm256_loadu_ps(sb_nf4_code_f + 8);
@@ -48,7 +43,7 @@ float sb_nf4_dot_avx2(const uint8_t *qs, const float *scale, int64_t nb, int bs,
         }
         acc = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), _mm256_set1_ps(scale[b]), acc);
     }
-    return hsum(acc);
+    return sb_hsum256(acc);
 }
 
 void sb_nf4_deq_avx2(const uint8_t *qs, const float *scale, int64_t nb, int bs, float *out) {
