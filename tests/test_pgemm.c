@@ -8,12 +8,15 @@
  *    scale products and additions round, so |scalar - exact| <= 1e-5 *
  *    sum_i 3 wmax_g |x^_i| (wmax_g the largest |w| of the scale group; 3
  *    covers the scale and min terms).
- * 2. Every SIMD level the CPU runs (AVX-512 VNNI) bit-identical to the
- *    scalar kernel, outputs outside the asked rows untouched.
+ * 2. Every SIMD level the CPU runs (AVX2: 8-row panels, AVX-512 VNNI:
+ *    16-row ones) bit-identical to the scalar kernel, outputs outside the
+ *    asked rows untouched.
  *
  * Weights from the type's quantizer and from random bytes with sane f16
  * scales (every nibble and bit pattern); 37 weight rows (two panels of 16
- * and a partial one), 11 activation rows (a pass of 8 and a tail of 3).
+ * and a partial one; the SIMD levels get rows 16..35: full panels and a
+ * partial one at either width), 11 activation rows (AVX-512: a pass of 8
+ * and a tail of 3; AVX2: two passes of 4 and a tail of 3).
  */
 #include "tensor/kernels.h"
 #include "tensor/matvec.h"
@@ -131,6 +134,8 @@ int main(void) {
                 for (int src = 0; src < 2; src++) one(types[k], lens[li], src, levels_run);
     }
     CHECK(!sb_pgemm_has(SB_F16, SB_ISA_SCALAR) && sb_pgemm_level(SB_F32) < 0, "float types have no panels");
+    if (!getenv("SABIO_KERNELS") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        CHECK(levels_run[SB_ISA_AVX2] > 0, "AVX2 panel kernels were not run");
     if (!sb_isa_supported(SB_ISA_AVX512)) SKIP("AVX-512 VNNI panel kernel: not supported here");
     if (!getenv("SABIO_KERNELS") && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"))
         CHECK(levels_run[SB_ISA_AVX512] > 0, "AVX-512 panel kernels were not run");

@@ -22,11 +22,12 @@ const sb_pgemm_type *sb_pgemm_type_of(int wtype) {
 }
 
 bool sb_pgemm_has(int wtype, int level) {
-    return sb_pgemm_type_of(wtype) && (level == SB_ISA_SCALAR || level == SB_ISA_AVX512);
+    return sb_pgemm_type_of(wtype) && (level == SB_ISA_SCALAR || level == SB_ISA_AVX2 || level == SB_ISA_AVX512);
 }
 
 int sb_pgemm_level(int wtype) {
-    return sb_pgemm_type_of(wtype) && sb_isa_supported(SB_ISA_AVX512) ? SB_ISA_AVX512 : -1;
+    if (!sb_pgemm_type_of(wtype)) return -1;
+    return sb_isa_supported(SB_ISA_AVX512) ? SB_ISA_AVX512 : sb_isa_supported(SB_ISA_AVX2) ? SB_ISA_AVX2 : -1;
 }
 
 static inline float h2f(const uint8_t *p) {
@@ -147,5 +148,6 @@ void sb_pgemm(const sb_tensor *w, const void *xa, size_t xa_stride, int n, float
     const sb_pgemm_type *t = sb_pgemm_type_of(w->type);
     if (!t || r1 <= r0) return;
     if (level == SB_ISA_AVX512) sb_pgemm_avx512(t, w, xa, xa_stride, n, y, ldy, r0, r1, scratch);
+    else if (level == SB_ISA_AVX2) sb_pgemm_avx2(t, w, xa, xa_stride, n, y, ldy, r0, r1, scratch);
     else pgemm_scalar(t, w, xa, xa_stride, n, y, ldy, r0, r1);
 }

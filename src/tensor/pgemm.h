@@ -54,7 +54,7 @@ size_t sb_pgemm_scratch_bytes(int64_t n_in);
 void sb_pgemm(const sb_tensor *w, const void *xa, size_t xa_stride, int n, float *y, int64_t ldy, int64_t r0,
               int64_t r1, void *scratch, int level);
 
-/* ---- internal: shared by pgemm.c and pgemm_avx512.c ---- */
+/* ---- internal: shared by pgemm.c, pgemm_avx2.c and pgemm_avx512.c ---- */
 #define SB_PGEMM_ROWS 16
 typedef struct sb_pgemm_type {
     int type, qk, bsz, g; /* elements and bytes per block, elements per scale group */
@@ -66,5 +66,8 @@ const sb_pgemm_type *sb_pgemm_type_of(int wtype);
 void sb_pgemm_unpack(const sb_pgemm_type *t, const uint8_t *b, uint8_t *u, float *d, float *m);
 void sb_pgemm_avx512(const sb_pgemm_type *t, const sb_tensor *w, const void *xa, size_t xa_stride, int n, float *y,
                      int64_t ldy, int64_t r0, int64_t r1, void *scratch);
+/* pgemm_avx2.c: 8-row panels, vpmaddubsw + vpmaddwd (r0 a multiple of 8) */
+void sb_pgemm_avx2(const sb_pgemm_type *t, const sb_tensor *w, const void *xa, size_t xa_stride, int n, float *y,
+                   int64_t ldy, int64_t r0, int64_t r1, void *scratch);
 
 #endif
