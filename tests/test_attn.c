@@ -3,8 +3,9 @@
  * against a double-precision reference: causal, with and without a sliding
  * window, blocks that start at 0 and past it. Bounds: f32 products and sums
  * over Hd and the keys, |ours - exact| <= 1e-5 * (1 + max |v|) per output.
- * The AVX-512 softmax alone against the double softmax: 1e-6 relative to
- * the largest weight (its e^x is within 8e-8; the sum adds rounding).
+ * The AVX-512 and AVX2 softmaxes alone against the double softmax: 1e-6
+ * relative to the largest weight (their e^x is within 8e-8; the sum adds
+ * rounding), on lengths with and without a tail of the vector width.
  */
 #include "tensor/attn.h"
 #include "tensor/kernels.h"
@@ -60,20 +61,27 @@ int main(void) {
         CHECK(untouched, "attention m=%d pos0=%d: wrote outside the head's columns", m, pos0);
         free(q), free(k), free(v), free(out), free(scratch), free(want);
     }
-    if (!sb_isa_supported(SB_ISA_AVX512)) {
-        SKIP("AVX-512 softmax: not supported here");
-        return TEST_END();
-    }
-    const int lens[] = {1, 7, 16, 33, 512};
-    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
-        const int n = lens[li];
-        float x[512];
-        double e[512], sum = 0, mx = -INFINITY, worst = 0;
-        for (int i = 0; i < n; i++) x[i] = 30 * frand() - (i % 5 == 0 ? 60 : 0), mx = fmax(mx, x[i]);
-        for (int i = 0; i < n; i++) e[i] = exp((double)x[i] - mx), sum += e[i];
-        sb_attn_softmax_avx512(x, n);
-        for (int i = 0; i < n; i++) worst = fmax(worst, fabs(x[i] - e[i] / sum));
-        CHECK(worst <= 1e-6, "AVX-512 softmax n=%d: error %.3g", n, worst);
+    const int lens[] = {1, 7, 9, 16, 33, 512};
+    for (int level = SB_ISA_AVX2; level <= SB_ISA_AVX512; level++) {
+        if (!sb_isa_supported(level)) {
+            SKIP("%s softmax: not supported here", level == SB_ISA_AVX512 ? "AVX-512" : "AVX2");
+            continue;
+        }
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            const int n = lens[li];
+            float x[512 + 8];
+            double e[512], sum = 0, mx = -INFINITY, worst = 0;
+            for (int i = 0; i < n; i++) x[i] = 30 * frand() - (i % 5 == 0 ? 60 : 0), mx = fmax(mx, x[i]);
+            for (int i = n; i < n + 8; i++) x[i] = 12345.0f;
+            for (int i = 0; i < n; i++) e[i] = exp((double)x[i] - mx), sum += e[i];
+            if (level == SB_ISA_AVX512) sb_attn_softmax_avx512(x, n);
+            else sb_attn_softmax_avx2(x, n);
+            bool untouched = true;
+            for (int i = 0; i < n; i++) worst = fmax(worst, fabs(x[i] - e[i] / sum));
+            for (int i = n; i < n + 8; i++) untouched &= x[i] == 12345.0f;
+            CHECK(worst <= 1e-6, "isa %d softmax n=%d: error %.3g", level, n, worst);
+            CHECK(untouched, "isa %d softmax n=%d: wrote past the end", level, n);
+        }
     }
     return TEST_END();
 }

@@ -101,8 +101,17 @@ int main(void) {
             float want_logit = (float)json_number_value(json_array_get(chosen, (size_t)i));
             float rel = fabsf(logits[want] - want_logit) / fmaxf(1.0f, fabsf(want_logit));
             if (rel > worst_rel) worst_rel = rel;
-            CHECK(got == want, "greedy step %d: ours %d (logit %.5f), transformers %d (logit %.5f "
-                  "here, %.5f there)", i, got, logits[got], want, logits[want], want_logit);
+            /* Exact mode must pick transformers' token. The fast modes (8-bit
+             * activations, logits within 5e-2) may flip a near tie: then the
+             * reference token must be within the tolerance of our top logit,
+             * and the sequences part there. */
+            const float gap_tol = exact ? 0.0f : step_tol * fmaxf(1.0f, fabsf(want_logit));
+            CHECK(got == want || logits[got] - logits[want] <= gap_tol,
+                  "greedy step %d: ours %d (logit %.5f), transformers %d (logit %.5f here, %.5f there; "
+                  "allowed gap %.3g)", i, got, logits[got], want, logits[want], want_logit, gap_tol);
+            if (got != want)
+                printf("  near tie at step %d: ours %d (logit %.5f), transformers %d (%.5f here)\n", i, got,
+                       logits[got], want, logits[want]);
             CHECK(rel <= (i || mode == 2 ? step_tol : 1e-4f), "%s step %d: chosen logit ours %.6f, transformers %.6f",
                   exact ? "exact" : "fast", i, logits[want], want_logit);
             if (got != want) break;

@@ -1,9 +1,9 @@
 /*
  * attn.c - attn.h: S = Q K^T * scale over the keys any of the block's rows
  * sees, each row's softmax over its own causal (and sliding-window) range
- * with the rest of the row zero, then O = P V. With AVX-512 the softmax
- * takes e^x from a polynomial (attn_avx512.c, relative error 8e-8 against
- * libm's expf, which sb_softmax uses otherwise).
+ * with the rest of the row zero, then O = P V. With AVX-512 or AVX2 the
+ * softmax takes e^x from a polynomial (attn_avx512.c, attn_avx2.c: relative
+ * error 8e-8 against libm's expf, which sb_softmax uses otherwise).
  */
 #include "tensor/attn.h"
 #include "tensor/kernels.h"
@@ -18,7 +18,9 @@ void sb_attn_causal(const float *q, int64_t ldq, const float *k, const float *v,
     int lo = 0; /* the first key the first row sees; the last row sees up to pos0 + m - 1 */
     if (window > 0 && pos0 - window + 1 > 0) lo = pos0 - window + 1;
     const int nk = pos0 + m - lo;
-    void (*smax)(float *, int) = sb_isa_supported(SB_ISA_AVX512) ? sb_attn_softmax_avx512 : sb_softmax;
+    void (*smax)(float *, int) = sb_isa_supported(SB_ISA_AVX512) ? sb_attn_softmax_avx512
+                                 : sb_isa_supported(SB_ISA_AVX2) ? sb_attn_softmax_avx2
+                                                                  : sb_softmax;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nk, hd, scale, q, (int)ldq, k + (size_t)lo * (size_t)ldkv,
                 (int)ldkv, 0.0f, scratch, nk);
     for (int i = 0; i < m; i++) {

@@ -17,7 +17,9 @@
 void sb_attn_causal(const float *q, int64_t ldq, const float *k, const float *v, int64_t ldkv, int m, int pos0,
                     int window, float scale, int hd, float *out, int64_t ldo, float *scratch);
 
-/* internal: attn.c's softmax with AVX-512 (attn_avx512.c) */
+/* internal: attn.c's softmax with AVX-512 (attn_avx512.c) and with AVX2
+ * (attn_avx2.c): the same polynomial e^x, 16 or 8 lanes */
 void sb_attn_softmax_avx512(float *x, int n);
+void sb_attn_softmax_avx2(float *x, int n);
 
 #endif
