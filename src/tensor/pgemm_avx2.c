@@ -26,7 +26,9 @@
 #include <string.h>
 
 #define R 8    /* weight rows per panel */
+#ifndef JMAX
 #define JMAX 4 /* activation rows per pass */
+#endif
 
 static inline size_t rec_bytes(int g) { return (size_t)(R * g + 2 * 32); }
 
@@ -86,9 +88,11 @@ static inline uint16_t ld16(const uint8_t *p) {
 }
 /* the f16 at off of each row, as 8 floats */
 static inline __m256 f16s(const uint8_t *const row[R], size_t off) {
-    uint16_t h[R];
-    for (int i = 0; i < R; i++) h[i] = ld16(row[i] + off);
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
+    /* inserted in registers: 8 narrow stores and a wide load would miss store forwarding */
+    const __m128i h = _mm_setr_epi16((short)ld16(row[0] + off), (short)ld16(row[1] + off), (short)ld16(row[2] + off),
+                                     (short)ld16(row[3] + off), (short)ld16(row[4] + off), (short)ld16(row[5] + off),
+                                     (short)ld16(row[6] + off), (short)ld16(row[7] + off));
+    return _mm256_cvtph_ps(h);
 }
 
 /* Q4_0, Q4_1, Q8_0 (block of 32 = one group) and Q4_K, Q6_K; false for the
@@ -184,6 +188,11 @@ static bool pack_fast(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int
     return true;
 }
 
+/* An empty asm that takes v in a register: keeps the compiler from
+ * regrouping the int16 sums into trees whose partial sums spill (16 ymm
+ * registers); the out-of-order core schedules the chains anyway. */
+#define PIN(v) __asm__ volatile("" : "+x"(v))
+
 static inline __m256i bcast32(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
@@ -215,9 +224,11 @@ kernel(const uint8_t *panel, int64_t n_groups, const int g, const bool min, cons
                 if (P == 0) {
                     const __m256i t = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones);
                     s32[j] = q == 0 ? t : _mm256_add_epi32(s32[j], t);
+                    PIN(s32[j]);
                 } else {
                     const __m256i t = _mm256_maddubs_epi16(wv, xv);
                     s16[j] = q % P == 0 ? t : _mm256_add_epi16(s16[j], t);
+                    PIN(s16[j]);
                     if (q % P == P - 1) {
                         const __m256i t32 = _mm256_madd_epi16(s16[j], ones);
                         s32[j] = q == P - 1 ? t32 : _mm256_add_epi32(s32[j], t32);
@@ -257,6 +268,8 @@ kernel(const uint8_t *panel, int64_t n_groups, const int g, const bool min, cons
     static void name(const uint8_t *panel, int64_t ngr, int J, const sb_q8p *const x[JMAX], float *const yj[JMAX], \
                      int nr) {                                                                                  \
         switch (J) {                                                                                            \
+        case 6: if (JMAX >= 6) { kernel(panel, ngr, G, MIN, P, JMAX >= 6 ? 6 : 1, x, yj, nr); break; } /* fallthrough */ \
+        case 5: if (JMAX >= 5) { kernel(panel, ngr, G, MIN, P, JMAX >= 5 ? 5 : 1, x, yj, nr); break; } /* fallthrough */ \
         case 4: kernel(panel, ngr, G, MIN, P, 4, x, yj, nr); break;                                             \
         case 3: kernel(panel, ngr, G, MIN, P, 3, x, yj, nr); break;                                             \
         case 2: kernel(panel, ngr, G, MIN, P, 2, x, yj, nr); break;                                             \
