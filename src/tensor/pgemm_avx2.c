@@ -141,18 +141,28 @@ static bool pack_fast(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int
                         put(p + (size_t)(2 * pair + 1) * rec + 32 * (4 * c + q), nib_hi(v[q]));
                     }
                 }
-            const __m256 dd = f16s(row, 0), dmin = f16s(row, 2);
+            /* the 6-bit scales and mins of sb_k4_scale_min, 8 rows per lane:
+             * s[0..2] lane r = bytes 0-3, 4-7, 8-11 of row r's 12 */
+            __m256i sv[4];
+            chunk(row, 4, sv);
+            const __m256 dd = f16s(row, 0), ndmin = _mm256_xor_ps(f16s(row, 2), _mm256_set1_ps(-0.0f));
+            const __m256i m63 = _mm256_set1_epi32(63), m15 = _mm256_set1_epi32(15), m3 = _mm256_set1_epi32(3);
             for (int j = 0; j < 8; j++) {
-                float sc[R], mn[R];
-                for (int i = 0; i < R; i++) {
-                    uint8_t s, m;
-                    sb_k4_scale_min(j, row[i] + 4, &s, &m);
-                    sc[i] = (float)s, mn[i] = (float)m;
+                __m256i sc, mn;
+                if (j < 4) {
+                    sc = _mm256_and_si256(_mm256_srli_epi32(sv[0], 8 * j), m63);
+                    mn = _mm256_and_si256(_mm256_srli_epi32(sv[1], 8 * j), m63);
+                } else {
+                    const int b8 = 8 * (j - 4);
+                    sc = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(sv[2], b8), m15),
+                                         _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(sv[0], b8 + 6), m3), 4));
+                    mn = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(sv[2], b8 + 4), m15),
+                                         _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(sv[1], b8 + 6), m3), 4));
                 }
                 /* d = dd * sc, m = -dmin * mn: the products pgemm.c rounds */
-                _mm256_store_ps((float *)(void *)(p + (size_t)j * rec + R * 32), _mm256_mul_ps(dd, _mm256_loadu_ps(sc)));
+                _mm256_store_ps((float *)(void *)(p + (size_t)j * rec + R * 32), _mm256_mul_ps(dd, _mm256_cvtepi32_ps(sc)));
                 _mm256_store_ps((float *)(void *)(p + (size_t)j * rec + R * 32 + 32),
-                                _mm256_mul_ps(_mm256_xor_ps(dmin, _mm256_set1_ps(-0.0f)), _mm256_loadu_ps(mn)));
+                                _mm256_mul_ps(ndmin, _mm256_cvtepi32_ps(mn)));
             }
             break;
         }
@@ -174,10 +184,11 @@ static bool pack_fast(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int
                 }
             }
             const __m256 dd = f16s(row, 208);
+            __m256i sv[4]; /* the 16 int8 scales: sv[g / 4] byte g % 4 of lane r is row r's scale g */
+            chunk(row, 192, sv);
             for (int g = 0; g < 16; g++) {
-                float sc[R];
-                for (int i = 0; i < R; i++) sc[i] = (float)(int8_t)row[i][192 + g];
-                _mm256_store_ps((float *)(void *)(p + (size_t)g * rec + R * 16), _mm256_mul_ps(dd, _mm256_loadu_ps(sc)));
+                const __m256i sc = _mm256_srai_epi32(_mm256_slli_epi32(sv[g / 4], 24 - 8 * (g % 4)), 24);
+                _mm256_store_ps((float *)(void *)(p + (size_t)g * rec + R * 16), _mm256_mul_ps(dd, _mm256_cvtepi32_ps(sc)));
                 _mm256_store_ps((float *)(void *)(p + (size_t)g * rec + R * 16 + 32), _mm256_setzero_ps());
             }
             break;
