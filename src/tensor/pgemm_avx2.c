@@ -32,33 +32,7 @@
 
 static inline size_t rec_bytes(int g) { return (size_t)(R * g + 2 * 32); }
 
-/* Rows [r, min(r + 8, r1)) of w into the panel, one row and block at a time
- * (the types pack_fast does not know); missing rows are zero. */
-static void pack(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int64_t r1, uint8_t *panel) {
-    const int64_t nblk = w->ne[0] / t->qk;
-    const int ng = t->qk / t->g, g = t->g;
-    const size_t rb = (size_t)nblk * (size_t)t->bsz, rec = rec_bytes(g);
-    const uint8_t flip = t->type == SB_Q8_0 ? 0x80 : 0; /* Q8_0 panels hold the signed weights */
-    uint8_t u[256];
-    float d[16], m[16] = {0};
-    for (int i = 0; i < R; i++) {
-        const uint8_t *row = r + i < r1 ? (const uint8_t *)w->data + (size_t)(r + i) * rb : NULL;
-        for (int64_t k = 0; k < nblk; k++) {
-            if (row) {
-                sb_pgemm_unpack(t, row + (size_t)k * (size_t)t->bsz, u, d, m);
-                for (int e = 0; e < t->qk; e++) u[e] ^= flip;
-            } else memset(u, 0, sizeof u), memset(d, 0, sizeof d), memset(m, 0, sizeof m);
-            for (int gi = 0; gi < ng; gi++) {
-                uint8_t *p = panel + (size_t)(k * ng + gi) * rec;
-                for (int q = 0; q < g / 4; q++) memcpy(p + 32 * q + 4 * i, u + gi * g + 4 * q, 4);
-                memcpy(p + R * g + 4 * i, &d[gi], 4);
-                memcpy(p + R * g + 32 + 4 * i, &m[gi], 4);
-            }
-        }
-    }
-}
-
-/* ---- fast packing: 16 bytes of each of the 8 rows transposed by dwords.
+/* ---- packing: 16 bytes of each of the 8 rows transposed by dwords.
  * Rows past the end repeat the last one (their outputs are not stored). */
 
 /* 16 bytes at off of each row: out[q] lane r = dword q of row r */
@@ -95,9 +69,10 @@ static inline __m256 f16s(const uint8_t *const row[R], size_t off) {
     return _mm256_cvtph_ps(h);
 }
 
-/* Q4_0, Q4_1, Q8_0 (block of 32 = one group) and Q4_K, Q6_K; false for the
- * others (pack() unpacks them one row at a time). */
-static bool pack_fast(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int64_t r1, uint8_t *panel) {
+/* Rows [r, min(r + 8, r1)) of w into the panel: the unpacking of
+ * sb_pgemm_unpack (pgemm.c), 8 rows at a time, except that Q8_0 keeps its
+ * signed bytes. */
+static void pack(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int64_t r1, uint8_t *panel) {
     const int64_t nblk = w->ne[0] / t->qk;
     const size_t rb = (size_t)nblk * (size_t)t->bsz, rec = rec_bytes(t->g);
     const int nr = r1 - r < R ? (int)(r1 - r) : R;
@@ -119,6 +94,26 @@ static bool pack_fast(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int
             _mm256_store_ps((float *)(void *)(p + R * 32 + 32), t->type == SB_Q4_1 ? f16s(row, 2) : _mm256_setzero_ps());
             break;
         }
+        case SB_Q5_0:
+        case SB_Q5_1: { /* bit e of qh (at 2 / 4) is bit 4 of element e */
+            const bool q51 = t->type == SB_Q5_1;
+            uint8_t *p = panel + (size_t)k * rec;
+            chunk(row, q51 ? 8 : 6, v);
+            int32_t qh[R];
+            for (int i = 0; i < R; i++) memcpy(&qh[i], row[i] + (q51 ? 4 : 2), 4);
+            const __m256i hv = _mm256_loadu_si256((const __m256i *)(const void *)qh);
+            _Pragma("GCC unroll 8")
+            for (int q = 0; q < 8; q++) {
+                /* bits 4q..4q+3 to bit 0 of bytes 0..3 (x * (1 + 2^7 + 2^14 + 2^21) puts bit i at 8i), then to bit 4 */
+                const __m256i nib = _mm256_and_si256(_mm256_srli_epi32(hv, 4 * q), _mm256_set1_epi32(15));
+                const __m256i hb = _mm256_slli_epi32(
+                    _mm256_and_si256(_mm256_mullo_epi32(nib, _mm256_set1_epi32(0x204081)), _mm256_set1_epi32(0x01010101)), 4);
+                put(p + 32 * q, _mm256_or_si256(q < 4 ? nib_lo(v[q]) : nib_hi(v[q - 4]), hb));
+            }
+            _mm256_store_ps((float *)(void *)(p + R * 32), f16s(row, 0));
+            _mm256_store_ps((float *)(void *)(p + R * 32 + 32), q51 ? f16s(row, 2) : _mm256_setzero_ps());
+            break;
+        }
         case SB_Q8_0: {
             uint8_t *p = panel + (size_t)k * rec;
             for (int c = 0; c < 2; c++) {
@@ -130,15 +125,24 @@ static bool pack_fast(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int
             _mm256_store_ps((float *)(void *)(p + R * 32 + 32), _mm256_setzero_ps());
             break;
         }
-        case SB_Q4_K: {
+        case SB_Q4_K:
+        case SB_Q5_K: { /* sub-block j: nibbles of qs[32 (j / 2)..] (low for even j), Q5_K: bit j of qh[l] */
+            const bool q5 = t->type == SB_Q5_K;
             uint8_t *p = panel + (size_t)k * 8 * rec;
+            const size_t qs = q5 ? 48 : 16;
+            if (q5) chunk(row, 16, h), chunk(row, 32, h + 4);
             for (int pair = 0; pair < 4; pair++)
                 for (int c = 0; c < 2; c++) {
-                    chunk(row, 16 + 32 * (size_t)pair + 16 * (size_t)c, v);
+                    chunk(row, qs + 32 * (size_t)pair + 16 * (size_t)c, v);
                     _Pragma("GCC unroll 4")
                     for (int q = 0; q < 4; q++) {
-                        put(p + (size_t)(2 * pair) * rec + 32 * (4 * c + q), nib_lo(v[q]));
-                        put(p + (size_t)(2 * pair + 1) * rec + 32 * (4 * c + q), nib_hi(v[q]));
+                        __m256i lo = nib_lo(v[q]), hi = nib_hi(v[q]);
+                        if (q5) {
+                            lo = _mm256_or_si256(lo, hbits(h[4 * c + q], 2 * pair, 1));
+                            hi = _mm256_or_si256(hi, hbits(h[4 * c + q], 2 * pair + 1, 1));
+                        }
+                        put(p + (size_t)(2 * pair) * rec + 32 * (4 * c + q), lo);
+                        put(p + (size_t)(2 * pair + 1) * rec + 32 * (4 * c + q), hi);
                     }
                 }
             /* the 6-bit scales and mins of sb_k4_scale_min, 8 rows per lane:
@@ -193,10 +197,8 @@ static bool pack_fast(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int
             }
             break;
         }
-        default: return false;
         }
     }
-    return true;
 }
 
 /* An empty asm that takes v in a register: keeps the compiler from
@@ -311,7 +313,7 @@ void sb_pgemm_avx2(const sb_pgemm_type *t, const sb_tensor *w, const void *xa, s
     }
     for (int64_t r = r0; r < r1; r += R) {
         const int nr = r1 - r < R ? (int)(r1 - r) : R;
-        if (!pack_fast(t, w, r, r1, panel)) pack(t, w, r, r1, panel);
+        pack(t, w, r, r1, panel);
         for (int j = 0; j < n; j += JMAX) {
             const int J = n - j < JMAX ? n - j : JMAX;
             const sb_q8p *x[JMAX];
