@@ -50,6 +50,8 @@ void sb_softmax(float *x, int n);
 
 /* out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)). out may be gate or up. */
 void sb_swiglu(float *out, const float *gate, const float *up, int n);
+/* internal: the AVX2 loop sb_swiglu runs where the CPU has it (ops_avx2.c) */
+void sb_swiglu_avx2(float *out, const float *gate, const float *up, int n);
 
 /* Backward of sb_swiglu: dgate = dh * up * silu'(gate), dup = dh * silu(gate). */
 void sb_swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, int n);
