@@ -92,7 +92,7 @@ sb_status sb_ctx_set_threads(sb_ctx *c, int n_threads, sb_err *err);
 void sb_ctx_set_exact(sb_ctx *c, bool exact);
 /* Prompts of more than 16 tokens quantize the matrices' inputs to 8 bits
  * too, by default (SABIO_PREFILL=float: not), where the CPU has the panel
- * kernels (tensor/pgemm.h: AVX-512 VNNI); on = float activations for them
+ * kernels (tensor/pgemm.h: AVX-512 VNNI or AVX2); on = float activations for them
  * (dequantized tiles + sgemm), as exact mode does. */
 void sb_ctx_set_prompt_float(sb_ctx *c, bool on);
 /* LoRA adapters (model/lora.h) added to every projection without merging,

@@ -1,9 +1,10 @@
 /*
  * pgemm.h - prompt-batch products Y = X W^T of quantized weights and 8-bit
- * activations through weight panels: 16 weight rows at a time are unpacked
- * to unsigned bytes and interleaved (4 consecutive elements of each of the
- * 16 rows side by side), so that one VNNI instruction multiplies 4 elements
- * of 16 rows by 4 elements of one activation row broadcast to all lanes.
+ * activations through weight panels: 16 (AVX-512) or 8 (AVX2) weight rows at
+ * a time are unpacked to unsigned bytes and interleaved (4 consecutive
+ * elements of each row side by side), so that one VNNI instruction (AVX2:
+ * vpmaddubsw, then vpmaddwd per few) multiplies 4 elements of every row by
+ * 4 elements of one activation row broadcast to all lanes.
  * A lane holds one output; per group of G elements (the weight's scale
  * block: 32, or 16 for Q6_K) it adds
  *
@@ -19,8 +20,8 @@
  * The activations are sb_q8a blocks of 32 (dx = max|x| / 127 per 32, for
  * every type, also the K-quants whose row kernels use 256-element blocks).
  * The scalar kernel (level SB_ISA_SCALAR) defines the arithmetic; the
- * AVX-512 VNNI one computes the same operations in the same order per output
- * and is bit-identical (tests/test_kernels.c).
+ * AVX-512 VNNI and AVX2 ones compute the same operations in the same order
+ * per output and are bit-identical (tests/test_pgemm.c).
  */
 #ifndef SB_PGEMM_H
 #define SB_PGEMM_H
@@ -37,9 +38,9 @@ typedef struct sb_q8p {
 } sb_q8p;
 
 /* true if the type has panels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)
- * and the level's kernel exists (SB_ISA_SCALAR always, SB_ISA_AVX512). */
+ * and the level's kernel exists (SB_ISA_SCALAR, SB_ISA_AVX2, SB_ISA_AVX512). */
 bool sb_pgemm_has(int wtype, int level);
-/* The best level this CPU runs for the type (SB_ISA_AVX512), or -1: then use
+/* The best level this CPU runs for the type (SB_ISA_AVX512 or SB_ISA_AVX2), or -1: then use
  * the other prompt paths (matvec.h). */
 int sb_pgemm_level(int wtype);
 /* Bytes of one activation row of n elements (n a multiple of 32). */
