@@ -34,7 +34,8 @@ void sb_attn_softmax_avx2(float *x, int n) {
     }
     if (i < n) {
         const __m256i k = tail_mask(n - i);
-        const __m256 e = _mm256_and_ps(sb_exp256(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), mx)), _mm256_castsi256_ps(k));
+        const __m256 e =
+            _mm256_and_ps(sb_exp256(_mm256_sub_ps(_mm256_maskload_ps(x + i, k), mx)), _mm256_castsi256_ps(k));
         _mm256_maskstore_ps(x + i, k, e);
         s = _mm256_add_ps(s, e);
     }

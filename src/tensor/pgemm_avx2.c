@@ -26,9 +26,7 @@
 #include <string.h>
 
 #define R 8    /* weight rows per panel */
-#ifndef JMAX
-#define JMAX 4 /* activation rows per pass */
-#endif
+#define JMAX 4 /* activation rows per pass (5 and 6 measured no faster) */
 
 static inline size_t rec_bytes(int g) { return (size_t)(R * g + 2 * 32); }
 
@@ -49,6 +47,7 @@ static inline void chunk(const uint8_t *const row[R], size_t off, __m256i out[4]
     out[2] = _mm256_unpacklo_epi64(u1, u3), out[3] = _mm256_unpackhi_epi64(u1, u3);
 }
 static inline void put(uint8_t *p, __m256i v) { _mm256_store_si256((__m256i *)(void *)p, v); }
+static inline void putf(uint8_t *p, __m256 v) { _mm256_store_ps((float *)(void *)p, v); }
 static inline __m256i nib_lo(__m256i v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0f)); }
 static inline __m256i nib_hi(__m256i v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0f)); }
 /* bits s, s+1 (n = 2) or bit s (n = 1) of each byte, moved to bit 4 */
@@ -90,8 +89,8 @@ static void pack(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int64_t 
             chunk(row, t->type == SB_Q4_0 ? 2 : 4, v);
             _Pragma("GCC unroll 4")
             for (int q = 0; q < 4; q++) put(p + 32 * q, nib_lo(v[q])), put(p + 32 * (q + 4), nib_hi(v[q]));
-            _mm256_store_ps((float *)(void *)(p + R * 32), f16s(row, 0));
-            _mm256_store_ps((float *)(void *)(p + R * 32 + 32), t->type == SB_Q4_1 ? f16s(row, 2) : _mm256_setzero_ps());
+            putf(p + R * 32, f16s(row, 0));
+            putf(p + R * 32 + 32, t->type == SB_Q4_1 ? f16s(row, 2) : _mm256_setzero_ps());
             break;
         }
         case SB_Q5_0:
@@ -106,12 +105,12 @@ static void pack(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int64_t 
             for (int q = 0; q < 8; q++) {
                 /* bits 4q..4q+3 to bit 0 of bytes 0..3 (x * (1 + 2^7 + 2^14 + 2^21) puts bit i at 8i), then to bit 4 */
                 const __m256i nib = _mm256_and_si256(_mm256_srli_epi32(hv, 4 * q), _mm256_set1_epi32(15));
-                const __m256i hb = _mm256_slli_epi32(
-                    _mm256_and_si256(_mm256_mullo_epi32(nib, _mm256_set1_epi32(0x204081)), _mm256_set1_epi32(0x01010101)), 4);
+                const __m256i spread = _mm256_mullo_epi32(nib, _mm256_set1_epi32(0x204081));
+                const __m256i hb = _mm256_slli_epi32(_mm256_and_si256(spread, _mm256_set1_epi32(0x01010101)), 4);
                 put(p + 32 * q, _mm256_or_si256(q < 4 ? nib_lo(v[q]) : nib_hi(v[q - 4]), hb));
             }
-            _mm256_store_ps((float *)(void *)(p + R * 32), f16s(row, 0));
-            _mm256_store_ps((float *)(void *)(p + R * 32 + 32), q51 ? f16s(row, 2) : _mm256_setzero_ps());
+            putf(p + R * 32, f16s(row, 0));
+            putf(p + R * 32 + 32, q51 ? f16s(row, 2) : _mm256_setzero_ps());
             break;
         }
         case SB_Q8_0: {
@@ -121,8 +120,8 @@ static void pack(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int64_t 
                 _Pragma("GCC unroll 4")
                 for (int q = 0; q < 4; q++) put(p + 32 * (4 * c + q), v[q]);
             }
-            _mm256_store_ps((float *)(void *)(p + R * 32), f16s(row, 0));
-            _mm256_store_ps((float *)(void *)(p + R * 32 + 32), _mm256_setzero_ps());
+            putf(p + R * 32, f16s(row, 0));
+            putf(p + R * 32 + 32, _mm256_setzero_ps());
             break;
         }
         case SB_Q4_K:
@@ -164,9 +163,8 @@ static void pack(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int64_t 
                                          _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(sv[1], b8 + 6), m3), 4));
                 }
                 /* d = dd * sc, m = -dmin * mn: the products pgemm.c rounds */
-                _mm256_store_ps((float *)(void *)(p + (size_t)j * rec + R * 32), _mm256_mul_ps(dd, _mm256_cvtepi32_ps(sc)));
-                _mm256_store_ps((float *)(void *)(p + (size_t)j * rec + R * 32 + 32),
-                                _mm256_mul_ps(ndmin, _mm256_cvtepi32_ps(mn)));
+                putf(p + (size_t)j * rec + R * 32, _mm256_mul_ps(dd, _mm256_cvtepi32_ps(sc)));
+                putf(p + (size_t)j * rec + R * 32 + 32, _mm256_mul_ps(ndmin, _mm256_cvtepi32_ps(mn)));
             }
             break;
         }
@@ -192,8 +190,8 @@ static void pack(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int64_t 
             chunk(row, 192, sv);
             for (int g = 0; g < 16; g++) {
                 const __m256i sc = _mm256_srai_epi32(_mm256_slli_epi32(sv[g / 4], 24 - 8 * (g % 4)), 24);
-                _mm256_store_ps((float *)(void *)(p + (size_t)g * rec + R * 16), _mm256_mul_ps(dd, _mm256_cvtepi32_ps(sc)));
-                _mm256_store_ps((float *)(void *)(p + (size_t)g * rec + R * 16 + 32), _mm256_setzero_ps());
+                putf(p + (size_t)g * rec + R * 16, _mm256_mul_ps(dd, _mm256_cvtepi32_ps(sc)));
+                putf(p + (size_t)g * rec + R * 16 + 32, _mm256_setzero_ps());
             }
             break;
         }
@@ -281,8 +279,6 @@ kernel(const uint8_t *panel, int64_t n_groups, const int g, const bool min, cons
     static void name(const uint8_t *panel, int64_t ngr, int J, const sb_q8p *const x[JMAX], float *const yj[JMAX], \
                      int nr) {                                                                                  \
         switch (J) {                                                                                            \
-        case 6: if (JMAX >= 6) { kernel(panel, ngr, G, MIN, P, JMAX >= 6 ? 6 : 1, x, yj, nr); break; } /* fallthrough */ \
-        case 5: if (JMAX >= 5) { kernel(panel, ngr, G, MIN, P, JMAX >= 5 ? 5 : 1, x, yj, nr); break; } /* fallthrough */ \
         case 4: kernel(panel, ngr, G, MIN, P, 4, x, yj, nr); break;                                             \
         case 3: kernel(panel, ngr, G, MIN, P, 3, x, yj, nr); break;                                             \
         case 2: kernel(panel, ngr, G, MIN, P, 2, x, yj, nr); break;                                             \
