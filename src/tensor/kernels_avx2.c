@@ -236,42 +236,175 @@ static inline __m256i nibbles(const uint8_t *p) {
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0f));
 }
 
-float sb_qdot_q8_0_avx2(const void *row, const void *xq, int64_t n) {
-    const uint8_t *b = row;
-    const sb_q8a *x = xq;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 32; i++, b += 34, x++) {
-        __m256i p = dot_s8s8(_mm256_loadu_si256((const __m256i *)(b + 2)), _mm256_loadu_si256((const __m256i *)x->qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b) * x->d), _mm256_cvtepi32_ps(p), acc);
-    }
-    return sb_hsum256(acc);
+/* ---- the 32-element types, several rows at a time ----
+ *
+ * Decode's products are memory-bound only if the dot keeps up with DRAM; one
+ * row at a time it does not here (one accumulator: every block waits for the
+ * previous fused multiply-add; Q4_0 ran 9 GB/s from L2). So the row kernels
+ * below are the R = 1 case of bodies that walk R rows together, each with its
+ * own accumulator, the activation side (loads, the -8 * sum(x) term, scales)
+ * computed once per R rows. A row's result is the same whatever R, so
+ * sb_qrows_* equal sb_qdot_* bit for bit.
+ *
+ * Q4_0/Q4_1 go two blocks (A, B) at a time, A in the low 128-bit half of
+ * every register, B in the high one: lo = low nibbles (elements 0..15), hi =
+ * high nibbles (16..31), and the activations loaded to match. Then the int32
+ * lane k of a half sums that block's elements 4k..4k+3 and 16+4k..16+4k+3. */
+
+#define QR 4 /* rows walked together */
+
+static inline __m256i load2x128(const void *a, const void *b) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)),
+                                   _mm_loadu_si128((const __m128i *)b), 1);
+}
+/* an f16 field broadcast to 8 words: converted to 8 equal floats */
+static inline __m128i f16x8(const uint8_t *p) {
+    int16_t h;
+    memcpy(&h, p, 2);
+    return _mm_set1_epi16(h);
+}
+/* scales of blocks A (4 lanes) and B (4 lanes), p == NULL: B's is 0 */
+static inline __m256 f16x4x2(const uint8_t *a, const uint8_t *b) {
+    return _mm256_cvtph_ps(_mm_unpacklo_epi64(f16x8(a), b ? f16x8(b) : _mm_setzero_si128()));
 }
 
-float sb_qdot_q4_0_avx2(const void *row, const void *xq, int64_t n) {
-    const uint8_t *b = row;
-    const sb_q8a *x = xq;
-    const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 32; i++, b += 18, x++) {
-        __m256i w = _mm256_sub_epi8(nibbles(b + 2), eight);
-        __m256i p = dot_s8s8(w, _mm256_loadu_si256((const __m256i *)x->qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b) * x->d), _mm256_cvtepi32_ps(p), acc);
+/* the activation side of a pair of blocks (B absent: the tail block of an
+ * odd count, as zeros) */
+typedef struct xpair2 {
+    __m256i xl, xh; /* qs 0..15 and 16..31 of A | B */
+    __m256 dx;      /* A.d x 4 | B.d x 4 */
+} xpair2;
+
+static inline xpair2 xpair_of(const sb_q8a *a, const sb_q8a *b) {
+    xpair2 p;
+    if (b) {
+        p.xl = load2x128(a->qs, b->qs), p.xh = load2x128(a->qs + 16, b->qs + 16);
+        p.dx = _mm256_set_m128(_mm_set1_ps(b->d), _mm_set1_ps(a->d));
+    } else {
+        p.xl = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)a->qs));
+        p.xh = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(a->qs + 16)));
+        p.dx = _mm256_set_m128(_mm_setzero_ps(), _mm_set1_ps(a->d));
     }
-    return sb_hsum256(acc);
+    return p;
+}
+/* nibbles of A (16 bytes at a) and B (at b; NULL: zeros) */
+static inline void nibbles2(const uint8_t *a, const uint8_t *b, __m256i *lo, __m256i *hi) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i q = b ? load2x128(a, b) : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)a));
+    *lo = _mm256_and_si256(q, m4), *hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+}
+/* sum of u8 x s8 over lo/xl and hi/xh as int16 pairs (|.| <= 2 * 2 * 15 * 127) */
+static inline __m256i nib_dot16(__m256i lo, __m256i hi, const xpair2 *x) {
+    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, x->xl), _mm256_maddubs_epi16(hi, x->xh));
 }
 
-float sb_qdot_q4_1_avx2(const void *row, const void *xq, int64_t n) {
-    const uint8_t *b = row;
-    const sb_q8a *x = xq;
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0;
-    for (int64_t i = 0; i < n / 32; i++, b += 20, x++) {
-        __m256i p = dot_u8s8(nibbles(b + 4), _mm256_loadu_si256((const __m256i *)x->qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b) * x->d), _mm256_cvtepi32_ps(p), acc);
-        mins += load_f16(b + 2) * x->s;
+/* Q4_0 {f16 d; u8 qs[16]}, value d * (nibble - 8): the integer dot is
+ * sum(nibble * x) - 8 * sum(x), the second term shared by all rows. */
+static inline __attribute__((always_inline)) void q4_0_step(const uint8_t *w, size_t stride, int64_t i, const xpair2 *x,
+                                                            bool pair, __m256 *acc, const int R) {
+    const __m256i c8 = nib_dot16(_mm256_set1_epi8(8), _mm256_set1_epi8(8), x);
+    const __m256i ones = _mm256_set1_epi16(1);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        const uint8_t *b = w + (size_t)r * stride + 18 * i;
+        __m256i lo, hi;
+        nibbles2(b + 2, pair ? b + 20 : NULL, &lo, &hi);
+        const __m256i p = _mm256_madd_epi16(_mm256_sub_epi16(nib_dot16(lo, hi, x), c8), ones);
+        const __m256 d = _mm256_mul_ps(f16x4x2(b, pair ? b + 18 : NULL), x->dx);
+        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r]);
     }
-    return sb_hsum256(acc) + mins;
 }
+
+static inline __attribute__((always_inline)) void q4_0_rows(const uint8_t *w, size_t stride, const sb_q8a *x, int64_t nb,
+                                                            float *out, const int R) {
+    __m256 acc[QR];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const xpair2 xp = xpair_of(x + i, x + i + 1);
+        q4_0_step(w, stride, i, &xp, true, acc, R);
+    }
+    if (i < nb) {
+        const xpair2 xp = xpair_of(x + i, NULL);
+        q4_0_step(w, stride, i, &xp, false, acc, R);
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] = sb_hsum256(acc[r]);
+}
+
+/* Q4_1 {f16 d, m; u8 qs[16]}, value d * nibble + m: d * dx * sum(nibble * x)
+ * + m * x.s, the second term in lane 0 of each half (the other lanes add 0). */
+static inline __attribute__((always_inline)) void q4_1_step(const uint8_t *w, size_t stride, int64_t i, const xpair2 *x,
+                                                            __m256 xs, bool pair, __m256 *acc, const int R) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        const uint8_t *b = w + (size_t)r * stride + 20 * i;
+        __m256i lo, hi;
+        nibbles2(b + 4, pair ? b + 24 : NULL, &lo, &hi);
+        const __m256i p = _mm256_madd_epi16(nib_dot16(lo, hi, x), ones);
+        const __m256 d = _mm256_mul_ps(f16x4x2(b, pair ? b + 20 : NULL), x->dx);
+        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r]);
+        acc[r] = _mm256_fmadd_ps(f16x4x2(b + 2, pair ? b + 22 : NULL), xs, acc[r]);
+    }
+}
+
+static inline __attribute__((always_inline)) void q4_1_rows(const uint8_t *w, size_t stride, const sb_q8a *x, int64_t nb,
+                                                            float *out, const int R) {
+    __m256 acc[QR];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const xpair2 xp = xpair_of(x + i, x + i + 1);
+        const __m256 xs = _mm256_setr_ps(x[i].s, 0, 0, 0, x[i + 1].s, 0, 0, 0);
+        q4_1_step(w, stride, i, &xp, xs, true, acc, R);
+    }
+    if (i < nb) {
+        const xpair2 xp = xpair_of(x + i, NULL);
+        q4_1_step(w, stride, i, &xp, _mm256_setr_ps(x[i].s, 0, 0, 0, 0, 0, 0, 0), false, acc, R);
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] = sb_hsum256(acc[r]);
+}
+
+/* Q8_0 {f16 d; i8 qs[32]}: one block per step, s8 x s8 by moving w's sign
+ * onto x. */
+static inline __attribute__((always_inline)) void q8_0_rows(const uint8_t *w, size_t stride, const sb_q8a *x, int64_t nb,
+                                                            float *out, const int R) {
+    __m256 acc[QR];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        const __m256 dx = _mm256_set1_ps(x[i].d);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const uint8_t *b = w + (size_t)r * stride + 34 * i;
+            const __m256i p = dot_s8s8(_mm256_loadu_si256((const __m256i *)(b + 2)), xv);
+            const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(f16x8(b)), dx);
+            acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] = sb_hsum256(acc[r]);
+}
+
+/* The rows are cut into QR contiguous parts walked side by side (row i of
+ * every part together): QR long sequential streams for the hardware
+ * prefetcher (kernels_avx512.c measured adjacent rows at half the speed from
+ * DRAM). Rows left over go one at a time. */
+#define QROWS_AVX2(T)                                                                                            \
+    float sb_qdot_##T##_avx2(const void *row, const void *xq, int64_t n) {                                     \
+        float y;                                                                                               \
+        T##_rows(row, 0, xq, n / 32, &y, 1);                                                                   \
+        return y;                                                                                              \
+    }                                                                                                          \
+    void sb_qrows_##T##_avx2(const void *w, size_t rb, const void *xq, int64_t n, float *y, int64_t nrows) {   \
+        const int64_t q = nrows / QR;                                                                          \
+        const size_t stride = (size_t)q * rb;                                                                  \
+        float out[QR];                                                                                         \
+        for (int64_t i = 0; i < q; i++) {                                                                      \
+            T##_rows((const uint8_t *)w + (size_t)i * rb, stride, xq, n / 32, out, QR);                        \
+            for (int j = 0; j < QR; j++) y[j * q + i] = out[j];                                                \
+        }                                                                                                      \
+        for (int64_t r = QR * q; r < nrows; r++) T##_rows((const uint8_t *)w + (size_t)r * rb, 0, xq, n / 32, y + r, 1); \
+    }
+QROWS_AVX2(q4_0)
+QROWS_AVX2(q4_1)
+QROWS_AVX2(q8_0)
 
 /* Q4_K/Q5_K: the min term msum = sum_j m_j * (bsums[2j] + bsums[2j+1]) and
  * the scales (bytes 0..7 of sc) of a super-block */
