@@ -120,6 +120,9 @@ SB_QROWS_DECL(q8_0, avx512)
 SB_QROWS_DECL(q4_0, avx2)
 SB_QROWS_DECL(q4_1, avx2)
 SB_QROWS_DECL(q8_0, avx2)
+SB_QROWS_DECL(q4_k, avx2)
+SB_QROWS_DECL(q5_k, avx2)
+SB_QROWS_DECL(q6_k, avx2)
 #undef SB_QROWS_DECL
 
 #endif

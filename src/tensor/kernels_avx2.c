@@ -386,10 +386,10 @@ static inline __attribute__((always_inline)) void q8_0_rows(const uint8_t *w, si
  * every part together): QR long sequential streams for the hardware
  * prefetcher (kernels_avx512.c measured adjacent rows at half the speed from
  * DRAM). Rows left over go one at a time. */
-#define QROWS_AVX2(T)                                                                                            \
+#define QROWS_AVX2(T, BLK)                                                                                       \
     float sb_qdot_##T##_avx2(const void *row, const void *xq, int64_t n) {                                     \
         float y;                                                                                               \
-        T##_rows(row, 0, xq, n / 32, &y, 1);                                                                   \
+        T##_rows(row, 0, xq, n / (BLK), &y, 1);                                                                   \
         return y;                                                                                              \
     }                                                                                                          \
     void sb_qrows_##T##_avx2(const void *w, size_t rb, const void *xq, int64_t n, float *y, int64_t nrows) {   \
@@ -397,79 +397,120 @@ static inline __attribute__((always_inline)) void q8_0_rows(const uint8_t *w, si
         const size_t stride = (size_t)q * rb;                                                                  \
         float out[QR];                                                                                         \
         for (int64_t i = 0; i < q; i++) {                                                                      \
-            T##_rows((const uint8_t *)w + (size_t)i * rb, stride, xq, n / 32, out, QR);                        \
+            T##_rows((const uint8_t *)w + (size_t)i * rb, stride, xq, n / (BLK), out, QR);                        \
             for (int j = 0; j < QR; j++) y[j * q + i] = out[j];                                                \
         }                                                                                                      \
-        for (int64_t r = QR * q; r < nrows; r++) T##_rows((const uint8_t *)w + (size_t)r * rb, 0, xq, n / 32, y + r, 1); \
+        for (int64_t r = QR * q; r < nrows; r++) T##_rows((const uint8_t *)w + (size_t)r * rb, 0, xq, n / (BLK), y + r, 1); \
     }
-QROWS_AVX2(q4_0)
-QROWS_AVX2(q4_1)
-QROWS_AVX2(q8_0)
+QROWS_AVX2(q4_0, 32)
+QROWS_AVX2(q4_1, 32)
+QROWS_AVX2(q8_0, 32)
 
-/* Q4_K/Q5_K: the min term msum = sum_j m_j * (bsums[2j] + bsums[2j+1]) and
- * the scales (bytes 0..7 of sc) of a super-block */
-static inline int k4_header(const uint8_t *q, const int16_t *bsums, uint8_t sc[16]) {
-    uint32_t u[4];
-    sb_k4_scales_mins(q, u);
-    memcpy(sc, u, 16);
-    const __m128i m = _mm_loadl_epi64((const __m128i *)(const void *)(sc + 8));
-    return hsum_i32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)bsums),
-                                      _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m))));
+/* ---- Q4_K / Q5_K, several rows at a time ----
+ *
+ * Every super-block's integers are summed exactly (isum = sum_j sc_j *
+ * q_j . x_j, msum = sum_j m_j * (bsums[2j] + bsums[2j+1])) and scaled as the
+ * scalar kernel does, d * x.d * isum - dmin * x.d * msum added to the row's
+ * float sum super-block by super-block: bit-identical to kernels_scalar.c
+ * at every R. With R = 4 the two reductions of the four rows go together
+ * and the float steps run in the four lanes of one register. */
+
+/* the 8 scales (words 0..7) and 8 mins (words 8..15) from the 12 scale
+ * bytes at q (sb_k4_scales_mins in a vector register; reads 16 bytes:
+ * q + 12..15 are still in the block) */
+static inline __m256i k4_scales16(const uint8_t *q) {
+    const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)q);
+    const __m128i lo = _mm_and_si128(a, _mm_set1_epi32(0x3f3f3f3f));                          /* u0, u2 */
+    const __m128i top = _mm_and_si128(_mm_srli_epi32(a, 2), _mm_set1_epi32(0x30303030));      /* bits 6, 7 of a0, a1 at 4, 5 */
+    const __m128i a2 = _mm_srlv_epi32(_mm_shuffle_epi32(a, 0xaa), _mm_setr_epi32(0, 4, 0, 0)); /* a2, a2 >> 4 */
+    const __m128i u13 = _mm_or_si128(_mm_and_si128(a2, _mm_set1_epi32(0x0f0f0f0f)), top);    /* u1, u3 */
+    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi32(lo, u13));
 }
 
-/* 32 unsigned weights of sub-blocks 2p (lo) and 2p+1 (hi) times their
- * activations, each scaled by its 6-bit scale, as 8 int32 lanes */
-static inline __m256i k4_pair(__m256i lo, __m256i hi, const int8_t *xs, const uint8_t *sc, int p) {
-    __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(const void *)xs));
-    __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32)));
-    p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * p]));
-    p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * p + 1]));
-    return _mm256_add_epi32(p0, p1);
-}
+/* word (scale) j of the 8 in s (both halves) in all 16 words */
+#define K4_SCALE(s, j) _mm256_shuffle_epi8((s), _mm256_set1_epi16((short)(((2 * (j) + 1) << 8) | (2 * (j)))))
 
-float sb_qdot_q4_k_avx2(const void *row, const void *xq, int64_t n) {
-    const uint8_t *b = row;
-    const sb_q8k *x = xq;
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    float sum = 0;
-    for (int64_t i = 0; i < n / 256; i++, b += 144, x++) {
-        uint8_t sc[16];
-        const int msum = k4_header(b + 4, x->bsums, sc);
-        __m256i isum = _mm256_setzero_si256();
-        for (int p = 0; p < 4; p++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * p));
-            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            isum = _mm256_add_epi32(isum, k4_pair(lo, hi, x->qs + 64 * p, sc, p));
-        }
-        sum += load_f16(b) * x->d * (float)hsum_i32(isum) - load_f16(b + 2) * x->d * (float)msum;
-    }
-    return sum;
-}
-
-/* Q5_K: Q4_K's layout plus the fifth bits, bit j of qh[l] for element l of
- * sub-block j, added as 16 (maddubs pair sums stay below 2 * 31 * 127). */
-float sb_qdot_q5_k_avx2(const void *row, const void *xq, int64_t n) {
-    const uint8_t *b = row;
-    const sb_q8k *x = xq;
+/* one row's super-block: isum as 8 lanes, msum as 4 */
+static inline __attribute__((always_inline)) void k45_block(const uint8_t *b, const sb_q8k *x, __m128i bp, bool q5,
+                                                            __m256i *isum_out, __m128i *msum_out) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
-    float sum = 0;
-    for (int64_t i = 0; i < n / 256; i++, b += 176, x++) {
-        uint8_t sc[16];
-        const int msum = k4_header(b + 4, x->bsums, sc);
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
-        __m256i isum = _mm256_setzero_si256();
-        for (int p = 0; p < 4; p++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 48 + 32 * p));
-            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * p), one);
-            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * p + 1), one);
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(h0, 4));
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_slli_epi16(h1, 4));
-            isum = _mm256_add_epi32(isum, k4_pair(lo, hi, x->qs + 64 * p, sc, p));
+    const __m256i w = k4_scales16(b + 4);
+    *msum_out = _mm_madd_epi16(_mm256_extracti128_si256(w, 1), bp);
+    const __m256i sc = _mm256_permute4x64_epi64(w, 0x44);
+    const uint8_t *qs = b + (q5 ? 48 : 16);
+    const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)(const void *)(b + 16)) : _mm256_setzero_si256();
+    __m256i isum = _mm256_setzero_si256();
+    _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(qs + 32 * p));
+        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if (q5) { /* fifth bits: bit j of qh[l] for element l of sub-block j, added as 16 */
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p), one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p + 1), one), 4));
         }
-        sum += load_f16(b) * x->d * (float)hsum_i32(isum) - load_f16(b + 2) * x->d * (float)msum;
+        const int8_t *xs = x->qs + 64 * p;
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(const void *)xs)),
+                                             K4_SCALE(sc, 2 * p));
+        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32))),
+                                             K4_SCALE(sc, 2 * p + 1));
+        isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
     }
-    return sum;
+    *isum_out = isum;
 }
+
+static inline int32_t load32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline __attribute__((always_inline)) void k45_rows(const uint8_t *w, size_t stride, const sb_q8k *x, int64_t nsb,
+                                                           float *out, const int R, const bool q5) {
+    const size_t bsz = q5 ? 176 : 144;
+    float sum1 = 0;
+    __m128 sum4 = _mm_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, x++) {
+        /* bsums[2j] + bsums[2j+1] as 8 words (|.| <= 2 * 16 * 127) */
+        const __m256i b32 = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)x->bsums), _mm256_set1_epi16(1));
+        const __m128i bp = _mm_packs_epi32(_mm256_castsi256_si128(b32), _mm256_extracti128_si256(b32, 1));
+        if (R == 1) {
+            const uint8_t *b = w + bsz * i;
+            __m256i is;
+            __m128i ms;
+            k45_block(b, x, bp, q5, &is, &ms);
+            const __m256i t = _mm256_set_m128i(ms, _mm_setzero_si128());
+            sum1 += load_f16(b) * x->d * (float)hsum_i32(is) - load_f16(b + 2) * x->d * (float)hsum_i32(t);
+            continue;
+        }
+        __m256i z[QR];
+        _Pragma("GCC unroll 4") for (int r = 0; r < QR; r++) {
+            __m256i is;
+            __m128i ms;
+            k45_block(w + (size_t)r * stride + bsz * i, x, bp, q5, &is, &ms);
+            z[r] = _mm256_set_m128i(ms, _mm_add_epi32(_mm256_castsi256_si128(is), _mm256_extracti128_si256(is, 1)));
+        }
+        /* [isum of rows 0..3 | msum of rows 0..3] */
+        const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(z[0], z[1]), _mm256_hadd_epi32(z[2], z[3]));
+        /* [d of rows 0..3 | dmin of rows 0..3] */
+        const uint8_t *b0 = w + bsz * i;
+        const __m128i dd = _mm_setr_epi32(load32(b0), load32(b0 + stride), load32(b0 + 2 * stride), load32(b0 + 3 * stride));
+        const __m256 d = _mm256_cvtph_ps(_mm_shuffle_epi8(dd, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)));
+        const __m256 v = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x->d)), _mm256_cvtepi32_ps(t));
+        sum4 = _mm_add_ps(sum4, _mm_sub_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)));
+    }
+    if (R == 1) out[0] = sum1;
+    else _mm_storeu_ps(out, sum4);
+}
+
+static inline __attribute__((always_inline)) void q4_k_rows(const uint8_t *w, size_t stride, const sb_q8k *x, int64_t nsb,
+                                                            float *out, const int R) {
+    k45_rows(w, stride, x, nsb, out, R, false);
+}
+static inline __attribute__((always_inline)) void q5_k_rows(const uint8_t *w, size_t stride, const sb_q8k *x, int64_t nsb,
+                                                            float *out, const int R) {
+    k45_rows(w, stride, x, nsb, out, R, true);
+}
+QROWS_AVX2(q4_k, 256)
+QROWS_AVX2(q5_k, 256)
 
 float sb_qdot_q6_k_avx2(const void *row, const void *xq, int64_t n) {
     const uint8_t *b = row;
