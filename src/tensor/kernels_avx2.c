@@ -512,39 +512,71 @@ static inline __attribute__((always_inline)) void q5_k_rows(const uint8_t *w, si
 QROWS_AVX2(q4_k, 256)
 QROWS_AVX2(q5_k, 256)
 
-float sb_qdot_q6_k_avx2(const void *row, const void *xq, int64_t n) {
-    const uint8_t *b = row;
-    const sb_q8k *x = xq;
+/* ---- Q6_K, several rows at a time ----
+ * The 6-bit values enter unsigned (0..63) and the -32 comes back through
+ * the block sums: isum = sum_g sc_g * (q_g . x_g) - 32 * sum_g sc_g *
+ * bsums_g, exact in int32, then d * x.d * isum as the scalar kernel
+ * (bit-identical at every R). Half h, product k covers elements 32k..32k+15
+ * (scale 8h + 2k, low 128-bit half) and 32k+16..32k+31 (8h + 2k + 1, high). */
+static inline __attribute__((always_inline)) __m256i q6_k_block(const uint8_t *b, const sb_q8k *x, __m256i bsums) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
-    float sum = 0;
-    for (int64_t i = 0; i < n / 256; i++, b += 210, x++) {
-        const int8_t *sc = (const int8_t *)(b + 192);
-        /* the -32 offset: group g of 16 covers x elements 16g.. (see scalar) */
-        int off = 0;
-        for (int g = 0; g < 16; g++) off += sc[g] * x->bsums[g];
-        __m256i isum = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
-            const int8_t *xs = x->qs + 128 * h, *s = sc + 8 * h;
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
-            for (int k = 0; k < 4; k++) {
-                __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(xs + 32 * k)));
-                const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(s[2 * k + 1]), _mm_set1_epi16(s[2 * k]));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scv));
-            }
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(b + 192)));
+    __m256i isum = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsums), 5);
+    isum = _mm256_sub_epi32(_mm256_setzero_si256(), isum);
+    _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+        const int8_t *xs = x->qs + 128 * h;
+        const __m256i s = h ? _mm256_permute4x64_epi64(sc16, 0xee) : _mm256_permute4x64_epi64(sc16, 0x44);
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)ql);
+        const __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(ql + 32));
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)(const void *)qh);
+        __m256i q[4];
+        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+            const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32 * k)));
+            /* words 2k (low half), 2k + 1 (high half) of s in every word */
+            const __m256i ctl = _mm256_setr_epi8(4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+                                                 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+                                                 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2,
+                                                 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+                                                 4 * k + 2, 4 * k + 3);
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(s, ctl)));
         }
-        sum += load_f16(b + 208) * x->d * (float)(hsum_i32(isum) - 32 * off);
     }
-    return sum;
+    return isum;
 }
+
+static inline __attribute__((always_inline)) void q6_k_rows(const uint8_t *w, size_t stride, const sb_q8k *x, int64_t nsb,
+                                                            float *out, const int R) {
+    float sum1 = 0;
+    __m128 sum4 = _mm_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, x++) {
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)(const void *)x->bsums);
+        const uint8_t *b0 = w + 210 * i;
+        if (R == 1) {
+            sum1 += load_f16(b0 + 208) * x->d * (float)hsum_i32(q6_k_block(b0, x, bsums));
+            continue;
+        }
+        __m128i z[QR];
+        _Pragma("GCC unroll 4") for (int r = 0; r < QR; r++) {
+            const __m256i is = q6_k_block(b0 + (size_t)r * stride, x, bsums);
+            z[r] = _mm_add_epi32(_mm256_castsi256_si128(is), _mm256_extracti128_si256(is, 1));
+        }
+        const __m128i t = _mm_hadd_epi32(_mm_hadd_epi32(z[0], z[1]), _mm_hadd_epi32(z[2], z[3]));
+        uint16_t h[4];
+        for (int r = 0; r < QR; r++) memcpy(&h[r], b0 + (size_t)r * stride + 208, 2);
+        const __m128 d = _mm_cvtph_ps(_mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], 0, 0, 0, 0));
+        sum4 = _mm_add_ps(sum4, _mm_mul_ps(_mm_mul_ps(d, _mm_set1_ps(x->d)), _mm_cvtepi32_ps(t)));
+    }
+    if (R == 1) out[0] = sum1;
+    else _mm_storeu_ps(out, sum4);
+}
+QROWS_AVX2(q6_k, 256)
 
 /* ==== activation quantizers: the same bytes as kernels_scalar.c's (max is
  * exact in any order; x * id and round-to-nearest-even are the same IEEE

@@ -195,6 +195,7 @@ sb_qrows_fn sb_qrows_at(int type, int level) {
     case SB_Q8_0: return sb_qrows_q8_0_avx2;
     case SB_Q4_K: return sb_qrows_q4_k_avx2;
     case SB_Q5_K: return sb_qrows_q5_k_avx2;
+    case SB_Q6_K: return sb_qrows_q6_k_avx2;
     default: return NULL;
     }
 }
