@@ -265,7 +265,14 @@ static inline __m128i f16x8(const uint8_t *p) {
 }
 /* scales of blocks A (4 lanes) and B (4 lanes), p == NULL: B's is 0 */
 static inline __m256 f16x4x2(const uint8_t *a, const uint8_t *b) {
-    return _mm256_cvtph_ps(_mm_unpacklo_epi64(f16x8(a), b ? f16x8(b) : _mm_setzero_si128()));
+    /* the two halves meet in a general register (the integer pipes are idle
+     * here), then one byte shuffle spreads them: fewer vector uops than two
+     * word broadcasts and an unpack */
+    uint16_t ha, hb = 0;
+    memcpy(&ha, a, 2);
+    if (b) memcpy(&hb, b, 2);
+    const __m128i v = _mm_cvtsi32_si128((int)((uint32_t)ha | (uint32_t)hb << 16));
+    return _mm256_cvtph_ps(_mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3)));
 }
 
 /* the activation side of a pair of blocks (B absent: the tail block of an
