@@ -3,14 +3,15 @@
  * activations) over one weight matrix, per weight type, reported as GB/s of
  * weights streamed, in the thread's CPU time and in wall time.
  *
- *   build/bench/matvec [-t THREADS] [-r ROWS] [-c COLS] [-p PASSES] [TYPE...]
+ *   build/bench/matvec [-t THREADS] [-r ROWS] [-c COLS] [-p PASSES] [-f] [TYPE...]
  *
  * Defaults: 8192 x 3072 (Phi-3-mini's ffn_up: 3x the 32 MiB L3 at Q8_0, about
  * the L3 at Q4_0) and types q4_0 q8_0 q4_1 q4_k q5_k q6_k; -r 32064 gives the
  * vocabulary's lm_head, -r 64 an in-cache run (the kernel's arithmetic alone).
  * Weights are random bytes with small valid f16 scales (the speed of an
  * integer dot does not depend on the values). Rows are split over the
- * threads as the decoder splits them (contiguous halves).
+ * threads as the decoder splits them (contiguous halves). -f: float
+ * activations (sb_matvec: the logits' path) instead.
  */
 #include "base/threadpool.h"
 #include "tensor/kernels.h"
@@ -39,6 +40,7 @@ typedef struct job {
     sb_tensor w;
     const void *xq;
     float *y;
+    const float *x; /* non-NULL: float activations (sb_matvec, as the logits) */
     int passes;
     double cpu[64];
 } job;
@@ -48,12 +50,13 @@ static void worker(void *arg, int ith, int nth) {
     const int64_t n = j->w.ne[1], per = (n + nth - 1) / nth, r0 = ith * per, r1 = r0 + per < n ? r0 + per : n;
     double t0 = now(CLOCK_THREAD_CPUTIME_ID);
     for (int p = 0; p < j->passes; p++)
-        if (r0 < r1) sb_matvec_q(&j->w, j->xq, j->y, r0, r1);
+        if (r0 < r1 && j->x) sb_matvec(&j->w, j->x, j->y, r0, r1);
+        else if (r0 < r1) sb_matvec_q(&j->w, j->xq, j->y, r0, r1);
     j->cpu[ith] = now(CLOCK_THREAD_CPUTIME_ID) - t0;
 }
 
 int main(int argc, char **argv) {
-    int threads = 1, passes = 0;
+    int threads = 1, passes = 0, float_x = 0;
     int64_t rows = 8192, cols = 3072;
     const char *names[16];
     int n_names = 0;
@@ -62,6 +65,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-r") && i + 1 < argc) rows = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-c") && i + 1 < argc) cols = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) passes = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-f")) float_x = 1;
         else if (n_names < 16) names[n_names++] = argv[i];
     }
     if (!n_names) {
@@ -97,6 +101,7 @@ int main(int argc, char **argv) {
         sb_act_quantize(act, x, xq, cols);
         job j = {.w = {.name = "w", .type = type, .n_dims = 2, .ne = {cols, rows, 1, 1}, .data = w, .nbytes = bytes},
                  .xq = xq,
+                 .x = float_x ? x : NULL,
                  .y = y};
         j.passes = passes > 0 ? passes : (int)(4e9 / (double)bytes) + 1; /* about 4 GB per measurement */
         job warm = j;

@@ -180,34 +180,48 @@ float sb_dot_q4_k_avx2(const void *row, const float *x, int64_t n) {
 
 /* Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: two halves of 128; in
  * each, element l (< 32) and l+32, l+64, l+96 take 4 low bits from ql and 2
- * high bits from qh, minus 32, times d * scales[l/16 + 0, 2, 4, 6]. */
+ * high bits from qh, minus 32, times d * scales[l/16 + 0, 2, 4, 6]. The
+ * 6-bit values of a half are built 32 bytes at a time (the layout of
+ * sb_qdot_q6_k_avx2), widened to float 8 at a time, each group of 16
+ * summed against x and scaled once (the d * scales products taken 8 at a
+ * time into a table). */
 float sb_dot_q6_k_avx2(const void *row, const float *x, int64_t n) {
     const uint8_t *b = row;
-    const __m256i m4 = _mm256_set1_epi32(0x0f), m2 = _mm256_set1_epi32(3), c32 = _mm256_set1_epi32(32);
-    float total = 0;
-    for (int64_t i = 0; i < n; i += 256, b += 210) {
-        const uint8_t *ql = b, *qh = b + 128;
-        const int8_t *sc = (const int8_t *)(b + 192);
-        const float d = load_f16(b + 208);
-        const float *xx = x + i;
-        __m256 acc = _mm256_setzero_ps();
-        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8, xx += 128) {
-            for (int l = 0; l < 32; l += 8) {
-                const int is = l / 16;
-                __m256i a = load8_u32(ql + l), a2 = load8_u32(ql + l + 32), h = load8_u32(qh + l);
-                __m256i q1 = _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi32(_mm256_and_si256(h, m2), 4)), c32);
-                __m256i q2 = _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(a2, m4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2), m2), 4)), c32);
-                __m256i q3 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(a, 4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 4), m2), 4)), c32);
-                __m256i q4 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(a2, 4), _mm256_slli_epi32(_mm256_srli_epi32(h, 6), 4)), c32);
-                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is]), _mm256_cvtepi32_ps(q1)), _mm256_loadu_ps(xx + l), acc);
-                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is + 2]), _mm256_cvtepi32_ps(q2)), _mm256_loadu_ps(xx + l + 32), acc);
-                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is + 4]), _mm256_cvtepi32_ps(q3)), _mm256_loadu_ps(xx + l + 64), acc);
-                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is + 6]), _mm256_cvtepi32_ps(q4)), _mm256_loadu_ps(xx + l + 96), acc);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 256; i++, b += 210, x += 256) {
+        float ds[16];
+        const __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)(b + 192));
+        const __m256 d = _mm256_set1_ps(load_f16(b + 208));
+        _mm256_storeu_ps(ds, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+        _mm256_storeu_ps(ds + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)ql);
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(ql + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(const void *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+            const float *xh = x + 128 * h;
+            for (int k = 0; k < 4; k++) { /* elements 32k .. 32k+31 of this half: groups 2k, 2k+1 */
+                const __m256i v = _mm256_sub_epi8(q[k], c32);
+                const __m128i v0 = _mm256_castsi256_si128(v), v1 = _mm256_extracti128_si256(v, 1);
+                const float *xk = xh + 32 * k;
+                __m256 p0 = _mm256_mul_ps(i8_to_ps(v0), _mm256_loadu_ps(xk));
+                p0 = _mm256_fmadd_ps(i8_to_ps(_mm_srli_si128(v0, 8)), _mm256_loadu_ps(xk + 8), p0);
+                __m256 p1 = _mm256_mul_ps(i8_to_ps(v1), _mm256_loadu_ps(xk + 16));
+                p1 = _mm256_fmadd_ps(i8_to_ps(_mm_srli_si128(v1, 8)), _mm256_loadu_ps(xk + 24), p1);
+                acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(ds + 8 * h + 2 * k), p0, acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(ds + 8 * h + 2 * k + 1), p1, acc1);
             }
         }
-        total += sb_hsum256(acc);
     }
-    return total;
+    return sb_hsum256(_mm256_add_ps(acc0, acc1));
 }
 
 /* ==== quantized activations (kernels.h sb_q8a / sb_q8k): integer dots ====
