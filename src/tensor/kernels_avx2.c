@@ -21,6 +21,13 @@ static inline float load_f16(const uint8_t *p) {
     return _cvtsh_ss(h);
 }
 
+/* an f16 field broadcast to 8 words: converted to 8 equal floats */
+static inline __m128i f16x8(const uint8_t *p) {
+    int16_t h;
+    memcpy(&h, p, 2);
+    return _mm_set1_epi16(h);
+}
+
 /* 8 bytes (as unsigned or signed ints) -> 8 floats */
 static inline __m256 u8_to_ps(__m128i b) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)); }
 static inline __m256 i8_to_ps(__m128i b) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)); }
@@ -79,13 +86,12 @@ float sb_dot_q8_0_avx2(const void *row, const float *x, int64_t n) {
     const uint8_t *b = row;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n; i += 32, b += 34, x += 32) {
-        const __m128i q0 = _mm_loadu_si128((const __m128i *)(b + 2));
-        const __m128i q1 = _mm_loadu_si128((const __m128i *)(b + 18));
-        __m256 s = _mm256_mul_ps(i8_to_ps(q0), _mm256_loadu_ps(x));
-        s = _mm256_fmadd_ps(i8_to_ps(_mm_srli_si128(q0, 8)), _mm256_loadu_ps(x + 8), s);
-        s = _mm256_fmadd_ps(i8_to_ps(q1), _mm256_loadu_ps(x + 16), s);
-        s = _mm256_fmadd_ps(i8_to_ps(_mm_srli_si128(q1, 8)), _mm256_loadu_ps(x + 24), s);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b)), s, acc);
+        /* 8 bytes widened straight from memory (vpmovsxbd ymm, m64) */
+        __m256 s = _mm256_mul_ps(i8_to_ps(_mm_loadl_epi64((const __m128i *)(b + 2))), _mm256_loadu_ps(x));
+        s = _mm256_fmadd_ps(i8_to_ps(_mm_loadl_epi64((const __m128i *)(b + 10))), _mm256_loadu_ps(x + 8), s);
+        s = _mm256_fmadd_ps(i8_to_ps(_mm_loadl_epi64((const __m128i *)(b + 18))), _mm256_loadu_ps(x + 16), s);
+        s = _mm256_fmadd_ps(i8_to_ps(_mm_loadl_epi64((const __m128i *)(b + 26))), _mm256_loadu_ps(x + 24), s);
+        acc = _mm256_fmadd_ps(_mm256_cvtph_ps(f16x8(b)), s, acc);
     }
     return sb_hsum256(acc);
 }
@@ -270,12 +276,6 @@ static inline __m256i nibbles(const uint8_t *p) {
 static inline __m256i load2x128(const void *a, const void *b) {
     return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)),
                                    _mm_loadu_si128((const __m128i *)b), 1);
-}
-/* an f16 field broadcast to 8 words: converted to 8 equal floats */
-static inline __m128i f16x8(const uint8_t *p) {
-    int16_t h;
-    memcpy(&h, p, 2);
-    return _mm_set1_epi16(h);
 }
 /* scales of blocks A (4 lanes) and B (4 lanes), p == NULL: B's is 0 */
 static inline __m256 f16x4x2(const uint8_t *a, const uint8_t *b) {
