@@ -440,17 +440,8 @@ static void attend_head(const sb_ctx *c, const float *q, int pos, const float *k
     const float scale = (float)(1.0 / sqrt((double)Hd)); /* head_dim ** -0.5 */
     int t0 = 0;
     if (p->sliding_window > 0 && pos - p->sliding_window + 1 > 0) t0 = pos - p->sliding_window + 1;
-    const float *qh = q + (size_t)h * Hd;
     const size_t koff = (size_t)(h / n_rep) * Hd;
-    for (int t = t0; t <= pos; t++) att[t - t0] = sb_vec_dot_f32(qh, kc + (size_t)t * nkv + koff, Hd) * scale;
-    sb_softmax(att, pos - t0 + 1);
-    float *oh = out + (size_t)h * Hd;
-    memset(oh, 0, (size_t)Hd * sizeof(float));
-    for (int t = t0; t <= pos; t++) {
-        const float *vt = vc + (size_t)t * nkv + koff;
-        const float a = att[t - t0];
-        for (int i = 0; i < Hd; i++) oh[i] += a * vt[i];
-    }
+    sb_attn_decode(q + (size_t)h * Hd, kc + koff, vc + koff, nkv, t0, pos, scale, Hd, att, out + (size_t)h * Hd);
 }
 
 /* All heads of one query row, in one thread. */
