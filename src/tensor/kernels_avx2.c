@@ -335,11 +335,44 @@ static inline __attribute__((always_inline)) void q4_0_step(const uint8_t *w, si
     }
 }
 
+/* Two pairs (blocks i..i+3: A, B in x0, C, D in x1) at a time: their int16
+ * pair sums are added pairwise (vphaddw; |.| <= 2 * 11684), so one madd,
+ * one conversion and one fused multiply-add serve four blocks, lanes
+ * [A A C C | B B D D]; the four scales meet in one general register. */
+static inline __attribute__((always_inline)) void q4_0_quad(const uint8_t *w, size_t stride, int64_t i, const xpair2 *x0,
+                                                            const xpair2 *x1, __m256 dx, __m256 *acc, const int R) {
+    const __m256i c8a = nib_dot16(_mm256_set1_epi8(8), _mm256_set1_epi8(8), x0);
+    const __m256i c8b = nib_dot16(_mm256_set1_epi8(8), _mm256_set1_epi8(8), x1);
+    const __m256i ones = _mm256_set1_epi16(1);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        const uint8_t *b = w + (size_t)r * stride + 18 * i;
+        uint16_t h[4];
+        for (int j = 0; j < 4; j++) memcpy(&h[j], b + 18 * j, 2);
+        const uint64_t hv = (uint64_t)h[0] | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 32 | (uint64_t)h[3] << 48;
+        /* words A A C C B B D D */
+        const __m128i hw = _mm_shuffle_epi8(_mm_cvtsi64_si128((long long)hv),
+                                            _mm_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 2, 3, 2, 3, 6, 7, 6, 7));
+        const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(hw), dx);
+        __m256i lo, hi;
+        nibbles2(b + 2, b + 20, &lo, &hi);
+        const __m256i p0 = _mm256_sub_epi16(nib_dot16(lo, hi, x0), c8a);
+        nibbles2(b + 38, b + 56, &lo, &hi);
+        const __m256i p1 = _mm256_sub_epi16(nib_dot16(lo, hi, x1), c8b);
+        const __m256i p = _mm256_madd_epi16(_mm256_hadd_epi16(p0, p1), ones);
+        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r]);
+    }
+}
+
 static inline __attribute__((always_inline)) void q4_0_rows(const uint8_t *w, size_t stride, const sb_q8a *x, int64_t nb,
                                                             float *out, const int R) {
     __m256 acc[QR];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        const xpair2 x0 = xpair_of(x + i, x + i + 1), x1 = xpair_of(x + i + 2, x + i + 3);
+        const __m256 dx = _mm256_setr_ps(x[i].d, x[i].d, x[i + 2].d, x[i + 2].d, x[i + 1].d, x[i + 1].d, x[i + 3].d, x[i + 3].d);
+        q4_0_quad(w, stride, i, &x0, &x1, dx, acc, R);
+    }
     for (; i + 2 <= nb; i += 2) {
         const xpair2 xp = xpair_of(x + i, x + i + 1);
         q4_0_step(w, stride, i, &xp, true, acc, R);
