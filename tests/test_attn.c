@@ -61,6 +61,49 @@ int main(void) {
         CHECK(untouched, "attention m=%d pos0=%d: wrote outside the head's columns", m, pos0);
         free(q), free(k), free(v), free(out), free(scratch), free(want);
     }
+    /* the decode path's one-query attention, at every level the CPU runs:
+     * head widths 64, 96 (8-lane multiples, the AVX2 loops: 32-float chunks
+     * and a partial one) and 36 (the scalar fallback), against the double
+     * reference of the query at pos */
+    const int hds[] = {64, 96, 36};
+    for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++)
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            const int hdd = hds[hi], ldd = 100, pos = cases[c].pos0 + cases[c].m - 1, window = cases[c].window;
+            const int t0 = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0, T = pos + 1;
+            float *q = malloc(sizeof(float) * (size_t)ldd), *k = malloc(sizeof(float) * (size_t)(T * ldd));
+            float *v = malloc(sizeof(float) * (size_t)(T * ldd)), *att = malloc(sizeof(float) * (size_t)T);
+            float out[101];
+            double want[100];
+            for (int i = 0; i < ldd; i++) q[i] = 3 * frand();
+            for (int i = 0; i < T * ldd; i++) k[i] = 3 * frand(), v[i] = frand();
+            /* reference() takes query row 0 at position pos0 = pos */
+            double *wk = malloc(sizeof(double) * (size_t)T);
+            {
+                double mx = -INFINITY, sum = 0;
+                for (int t = t0; t <= pos; t++) {
+                    double sdot = 0;
+                    for (int d = 0; d < hdd; d++) sdot += (double)q[d] * k[(size_t)t * ldd + d];
+                    wk[t] = sdot * 0.125, mx = fmax(mx, wk[t]);
+                }
+                for (int t = t0; t <= pos; t++) wk[t] = exp(wk[t] - mx), sum += wk[t];
+                for (int d = 0; d < hdd; d++) {
+                    double o = 0;
+                    for (int t = t0; t <= pos; t++) o += wk[t] / sum * v[(size_t)t * ldd + d];
+                    want[d] = o;
+                }
+            }
+            for (int l = SB_ISA_SCALAR; l <= SB_ISA_AVX2 && sb_isa_supported(l); l++) {
+                for (int d = 0; d <= hdd; d++) out[d] = 12345.0f;
+                (l == SB_ISA_AVX2 ? sb_attn_decode_avx2 : sb_attn_decode_scalar)(q, k, v, ldd, t0, pos, 0.125f, hdd, att, out);
+                double worst = 0;
+                for (int d = 0; d < hdd; d++) worst = fmax(worst, fabs(out[d] - want[d]) / 2e-5);
+                CHECK(worst <= 1 && out[hdd] == 12345.0f,
+                      "decode attention isa %d hd=%d pos=%d window=%d: error x%.3g of the bound, or wrote past hd", l, hdd,
+                      pos, window, worst);
+            }
+            free(q), free(k), free(v), free(att), free(wk);
+        }
+    if (!sb_isa_supported(SB_ISA_AVX2)) SKIP("AVX2 decode attention: not supported here");
     const int lens[] = {1, 7, 9, 16, 33, 512};
     for (int level = SB_ISA_AVX2; level <= SB_ISA_AVX512; level++) {
         if (!sb_isa_supported(level)) {

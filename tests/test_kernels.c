@@ -121,7 +121,7 @@ static void act_dequant(int act, const void *xq, int64_t n, float *xh, float *ha
 
 static void quant_kernels(void) {
     const int types[] = {SB_Q8_0, SB_Q4_0, SB_Q4_1, SB_Q5_0, SB_Q5_1, SB_Q4_K, SB_Q5_K, SB_Q6_K};
-    int levels_run[SB_ISA_COUNT] = {0};
+    int levels_run[SB_ISA_COUNT] = {0}, qrows_run[SB_ISA_COUNT] = {0};
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         const int type = types[k], act = sb_act_type(type);
         const sb_type_traits *t = sb_type_traits_get(type);
@@ -214,6 +214,26 @@ static void quant_kernels(void) {
                 bool same = true;
                 for (int64_t r = 1; r < rows - 1; r++) same &= y[r + 1] == best(q + r * rb, xq, n);
                 CHECK(same, "%s n=%lld: sb_matvec_q differs from the best row kernel", t->name, (long long)n);
+                /* the several-rows kernels at every level this CPU runs: the
+                 * rows above twice over, 2 * rows - 1 of them (three groups
+                 * of 4 and one left over), each equal to the row kernel */
+                for (int l = SB_ISA_AVX2; l < SB_ISA_COUNT; l++) {
+                    sb_qrows_fn qr = sb_qrows_at(type, l);
+                    sb_qdot_fn f = sb_qdot_at(type, l);
+                    if (!qr || !f || !sb_isa_supported(l)) continue;
+                    const int64_t nr = 2 * rows - 1;
+                    uint8_t *q2 = malloc(rb * 2 * rows);
+                    float *y2 = malloc(sizeof(float) * (size_t)(nr + 1));
+                    memcpy(q2, q, rb * rows), memcpy(q2 + rb * rows, q, rb * rows);
+                    y2[nr] = 12345.0f;
+                    qr(q2, rb, xq, n, y2, nr);
+                    bool ok = y2[nr] == 12345.0f;
+                    for (int64_t r = 0; r < nr; r++) ok &= y2[r] == f(q2 + r * rb, xq, n);
+                    CHECK(ok, "%s n=%lld: several-rows kernel at isa %d differs from its row kernel or overran",
+                          t->name, (long long)n, l);
+                    qrows_run[l]++;
+                    free(q2), free(y2);
+                }
                 /* sb_matmul_q: 9 activation rows (the same quantized x, scaled
                  * copies: two full tiles of 4 and one left over), columns
                  * 2..rows-2 of a (9, rows + 1) output */
@@ -245,9 +265,9 @@ static void quant_kernels(void) {
     for (int l = SB_ISA_AVX2; l < SB_ISA_COUNT; l++)
         if (!sb_isa_supported(l)) SKIP("quantized kernels at isa level %d: not supported here", l);
     if (!getenv("SABIO_KERNELS") && __builtin_cpu_supports("avx2"))
-        CHECK(levels_run[SB_ISA_AVX2] > 0, "AVX2 quantized kernels were not run");
+        CHECK(levels_run[SB_ISA_AVX2] > 0 && qrows_run[SB_ISA_AVX2] > 0, "AVX2 quantized kernels were not run");
     if (!getenv("SABIO_KERNELS") && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"))
-        CHECK(levels_run[SB_ISA_AVX512] > 0, "AVX-512 quantized kernels were not run");
+        CHECK(levels_run[SB_ISA_AVX512] > 0 && qrows_run[SB_ISA_AVX512] > 0, "AVX-512 quantized kernels were not run");
 }
 
 /* F32 and F16 have no integer kernel: sb_matvec_q takes the floats */

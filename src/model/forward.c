@@ -263,6 +263,44 @@ static void mv(sb_ctx *c, const sb_tensor *w, const float *x, float *y, int64_t 
     mv_as(c, w, x, y, n, c->exact ? SB_F32 : sb_act_type(w->type));
 }
 
+/* Two or three products of the same input (q, k, v; gate, up) in one run of
+ * the pool: one barrier instead of one each (a decode step of SmolLM2 had
+ * eight per layer). Each matrix's rows are split over the threads as mv()
+ * splits them, so every y is what mv() writes. x is quantized once per
+ * activation type, into its own row of c->xq. */
+typedef struct mv_group {
+    mv_task t[3];
+    int count;
+} mv_group;
+
+static void mv_group_worker(void *arg, int ith, int nth) {
+    mv_group *g = arg;
+    for (int k = 0; k < g->count; k++) mv_worker(&g->t[k], ith, nth);
+}
+
+static void mv_multi(sb_ctx *c, const float *x, int count, const sb_tensor *const w[], float *const y[], const int64_t n[]) {
+    mv_group g = {.count = count};
+    int acts[3], slots = 0;
+    int64_t rows = 0;
+    for (int k = 0; k < count; k++) {
+        const int act = c->exact ? SB_F32 : sb_act_type(w[k]->type);
+        g.t[k] = (mv_task){w[k], x, NULL, y[k], n[k]};
+        rows += n[k];
+        acts[k] = act;
+        if (act == SB_F32) continue;
+        for (int j = 0; j < k && !g.t[k].xq; j++)
+            if (acts[j] == act) g.t[k].xq = g.t[j].xq;
+        if (!g.t[k].xq) {
+            void *buf = (uint8_t *)c->xq + (size_t)slots++ * c->xq_stride;
+            sb_act_quantize(act, x, buf, w[k]->ne[0]);
+            g.t[k].xq = buf;
+        }
+    }
+    if (rows < 256 || !c->pool)
+        for (int k = 0; k < count; k++) mv_rows(&g.t[k], 0, n[k]);
+    else sb_pool_run(c->pool, mv_group_worker, &g);
+}
+
 /* The logits keep float activations even in fast mode: they are what the
  * sampler reads, the final hidden state's outliers make 8-bit blocks lose
  * most (measured on SmolLM2: 0.5% of a logit from lm_head alone, enough to
@@ -402,17 +440,8 @@ static void attend_head(const sb_ctx *c, const float *q, int pos, const float *k
     const float scale = (float)(1.0 / sqrt((double)Hd)); /* head_dim ** -0.5 */
     int t0 = 0;
     if (p->sliding_window > 0 && pos - p->sliding_window + 1 > 0) t0 = pos - p->sliding_window + 1;
-    const float *qh = q + (size_t)h * Hd;
     const size_t koff = (size_t)(h / n_rep) * Hd;
-    for (int t = t0; t <= pos; t++) att[t - t0] = sb_vec_dot_f32(qh, kc + (size_t)t * nkv + koff, Hd) * scale;
-    sb_softmax(att, pos - t0 + 1);
-    float *oh = out + (size_t)h * Hd;
-    memset(oh, 0, (size_t)Hd * sizeof(float));
-    for (int t = t0; t <= pos; t++) {
-        const float *vt = vc + (size_t)t * nkv + koff;
-        const float a = att[t - t0];
-        for (int i = 0; i < Hd; i++) oh[i] += a * vt[i];
-    }
+    sb_attn_decode(q + (size_t)h * Hd, kc + koff, vc + koff, nkv, t0, pos, scale, Hd, att, out + (size_t)h * Hd);
 }
 
 /* All heads of one query row, in one thread. */
@@ -470,9 +499,8 @@ static void forward_token(sb_ctx *c, int32_t token, int pos, float *logits) {
             mv(c, &L->wqkv, c->xb, q, nq + 2 * nkv);
             lora(c, l, SB_LORA_QKV, c->xb, 1, q, 0, 0, nq + 2 * nkv);
         } else {
-            mv(c, &L->wq, c->xb, q, nq);
-            mv(c, &L->wk, c->xb, k, nkv);
-            mv(c, &L->wv, c->xb, v, nkv);
+            mv_multi(c, c->xb, 3, (const sb_tensor *const[]){&L->wq, &L->wk, &L->wv}, (float *const[]){q, k, v},
+                     (const int64_t[]){nq, nkv, nkv});
             lora(c, l, SB_LORA_Q, c->xb, 1, q, 0, 0, nq);
             lora(c, l, SB_LORA_K, c->xb, 1, k, 0, 0, nkv);
             lora(c, l, SB_LORA_V, c->xb, 1, v, 0, 0, nkv);
@@ -498,8 +526,8 @@ static void forward_token(sb_ctx *c, int32_t token, int pos, float *logits) {
             mv(c, &L->w_gate_up, c->xb, c->hb, 2 * F);
             lora(c, l, SB_LORA_GATE_UP, c->xb, 1, c->hb, 0, 0, 2 * F);
         } else {
-            mv(c, &L->w_gate, c->xb, c->hb, F);
-            mv(c, &L->w_up, c->xb, c->hb + F, F);
+            mv_multi(c, c->xb, 2, (const sb_tensor *const[]){&L->w_gate, &L->w_up}, (float *const[]){c->hb, c->hb + F},
+                     (const int64_t[]){F, F});
             lora(c, l, SB_LORA_GATE, c->xb, 1, c->hb, 0, 0, F);
             lora(c, l, SB_LORA_UP, c->xb, 1, c->hb + F, 0, 0, F);
         }

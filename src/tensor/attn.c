@@ -7,6 +7,7 @@
  */
 #include "tensor/attn.h"
 #include "tensor/kernels.h"
+#include "tensor/matvec.h"
 #include "tensor/ops.h"
 
 #include <cblas.h>
@@ -34,4 +35,22 @@ void sb_attn_causal(const float *q, int64_t ldq, const float *k, const float *v,
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, nk, 1.0f, scratch, nk, v + (size_t)lo * (size_t)ldkv,
                 (int)ldkv, 0.0f, out, (int)ldo);
+}
+
+void sb_attn_decode_scalar(const float *q, const float *k, const float *v, int64_t ldkv, int t0, int pos, float scale,
+                           int hd, float *att, float *out) {
+    for (int t = t0; t <= pos; t++) att[t - t0] = sb_vec_dot_f32(q, k + (size_t)t * (size_t)ldkv, hd) * scale;
+    sb_softmax(att, pos - t0 + 1);
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int t = t0; t <= pos; t++) {
+        const float *vt = v + (size_t)t * (size_t)ldkv;
+        const float a = att[t - t0];
+        for (int i = 0; i < hd; i++) out[i] += a * vt[i];
+    }
+}
+
+void sb_attn_decode(const float *q, const float *k, const float *v, int64_t ldkv, int t0, int pos, float scale, int hd,
+                    float *att, float *out) {
+    (sb_isa_supported(SB_ISA_AVX2) ? sb_attn_decode_avx2 : sb_attn_decode_scalar)(q, k, v, ldkv, t0, pos, scale, hd, att,
+                                                                                   out);
 }

@@ -110,7 +110,19 @@ SB_QDOT_DECL(q5_k, avx512)
  * row kernel at the same level, several rows sharing each activation load
  * (decode's matrix-vector products). */
 typedef void (*sb_qrows_fn)(const void *w, size_t row_bytes, const void *xq, int64_t n, float *y, int64_t nrows);
-void sb_qrows_q4_0_avx512(const void *w, size_t row_bytes, const void *xq, int64_t n, float *y, int64_t nrows);
-void sb_qrows_q8_0_avx512(const void *w, size_t row_bytes, const void *xq, int64_t n, float *y, int64_t nrows);
+/* The several-rows kernel of type at level isa, NULL if none (then the
+ * row kernel runs row by row). */
+sb_qrows_fn sb_qrows_at(int type, int isa);
+#define SB_QROWS_DECL(t, isa) \
+    void sb_qrows_##t##_##isa(const void *w, size_t row_bytes, const void *xq, int64_t n, float *y, int64_t nrows);
+SB_QROWS_DECL(q4_0, avx512)
+SB_QROWS_DECL(q8_0, avx512)
+SB_QROWS_DECL(q4_0, avx2)
+SB_QROWS_DECL(q4_1, avx2)
+SB_QROWS_DECL(q8_0, avx2)
+SB_QROWS_DECL(q4_k, avx2)
+SB_QROWS_DECL(q5_k, avx2)
+SB_QROWS_DECL(q6_k, avx2)
+#undef SB_QROWS_DECL
 
 #endif

@@ -21,6 +21,13 @@ static inline float load_f16(const uint8_t *p) {
     return _cvtsh_ss(h);
 }
 
+/* an f16 field broadcast to 8 words: converted to 8 equal floats */
+static inline __m128i f16x8(const uint8_t *p) {
+    int16_t h;
+    memcpy(&h, p, 2);
+    return _mm_set1_epi16(h);
+}
+
 /* 8 bytes (as unsigned or signed ints) -> 8 floats */
 static inline __m256 u8_to_ps(__m128i b) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)); }
 static inline __m256 i8_to_ps(__m128i b) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)); }
@@ -79,13 +86,12 @@ float sb_dot_q8_0_avx2(const void *row, const float *x, int64_t n) {
     const uint8_t *b = row;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n; i += 32, b += 34, x += 32) {
-        const __m128i q0 = _mm_loadu_si128((const __m128i *)(b + 2));
-        const __m128i q1 = _mm_loadu_si128((const __m128i *)(b + 18));
-        __m256 s = _mm256_mul_ps(i8_to_ps(q0), _mm256_loadu_ps(x));
-        s = _mm256_fmadd_ps(i8_to_ps(_mm_srli_si128(q0, 8)), _mm256_loadu_ps(x + 8), s);
-        s = _mm256_fmadd_ps(i8_to_ps(q1), _mm256_loadu_ps(x + 16), s);
-        s = _mm256_fmadd_ps(i8_to_ps(_mm_srli_si128(q1, 8)), _mm256_loadu_ps(x + 24), s);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b)), s, acc);
+        /* 8 bytes widened straight from memory (vpmovsxbd ymm, m64) */
+        __m256 s = _mm256_mul_ps(i8_to_ps(_mm_loadl_epi64((const __m128i *)(b + 2))), _mm256_loadu_ps(x));
+        s = _mm256_fmadd_ps(i8_to_ps(_mm_loadl_epi64((const __m128i *)(b + 10))), _mm256_loadu_ps(x + 8), s);
+        s = _mm256_fmadd_ps(i8_to_ps(_mm_loadl_epi64((const __m128i *)(b + 18))), _mm256_loadu_ps(x + 16), s);
+        s = _mm256_fmadd_ps(i8_to_ps(_mm_loadl_epi64((const __m128i *)(b + 26))), _mm256_loadu_ps(x + 24), s);
+        acc = _mm256_fmadd_ps(_mm256_cvtph_ps(f16x8(b)), s, acc);
     }
     return sb_hsum256(acc);
 }
@@ -180,34 +186,48 @@ float sb_dot_q4_k_avx2(const void *row, const float *x, int64_t n) {
 
 /* Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: two halves of 128; in
  * each, element l (< 32) and l+32, l+64, l+96 take 4 low bits from ql and 2
- * high bits from qh, minus 32, times d * scales[l/16 + 0, 2, 4, 6]. */
+ * high bits from qh, minus 32, times d * scales[l/16 + 0, 2, 4, 6]. The
+ * 6-bit values of a half are built 32 bytes at a time (the layout of
+ * sb_qdot_q6_k_avx2), widened to float 8 at a time, each group of 16
+ * summed against x and scaled once (the d * scales products taken 8 at a
+ * time into a table). */
 float sb_dot_q6_k_avx2(const void *row, const float *x, int64_t n) {
     const uint8_t *b = row;
-    const __m256i m4 = _mm256_set1_epi32(0x0f), m2 = _mm256_set1_epi32(3), c32 = _mm256_set1_epi32(32);
-    float total = 0;
-    for (int64_t i = 0; i < n; i += 256, b += 210) {
-        const uint8_t *ql = b, *qh = b + 128;
-        const int8_t *sc = (const int8_t *)(b + 192);
-        const float d = load_f16(b + 208);
-        const float *xx = x + i;
-        __m256 acc = _mm256_setzero_ps();
-        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8, xx += 128) {
-            for (int l = 0; l < 32; l += 8) {
-                const int is = l / 16;
-                __m256i a = load8_u32(ql + l), a2 = load8_u32(ql + l + 32), h = load8_u32(qh + l);
-                __m256i q1 = _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi32(_mm256_and_si256(h, m2), 4)), c32);
-                __m256i q2 = _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(a2, m4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2), m2), 4)), c32);
-                __m256i q3 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(a, 4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 4), m2), 4)), c32);
-                __m256i q4 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(a2, 4), _mm256_slli_epi32(_mm256_srli_epi32(h, 6), 4)), c32);
-                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is]), _mm256_cvtepi32_ps(q1)), _mm256_loadu_ps(xx + l), acc);
-                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is + 2]), _mm256_cvtepi32_ps(q2)), _mm256_loadu_ps(xx + l + 32), acc);
-                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is + 4]), _mm256_cvtepi32_ps(q3)), _mm256_loadu_ps(xx + l + 64), acc);
-                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(d * (float)sc[is + 6]), _mm256_cvtepi32_ps(q4)), _mm256_loadu_ps(xx + l + 96), acc);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 256; i++, b += 210, x += 256) {
+        float ds[16];
+        const __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)(b + 192));
+        const __m256 d = _mm256_set1_ps(load_f16(b + 208));
+        _mm256_storeu_ps(ds, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+        _mm256_storeu_ps(ds + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)ql);
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(ql + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(const void *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+            const float *xh = x + 128 * h;
+            for (int k = 0; k < 4; k++) { /* elements 32k .. 32k+31 of this half: groups 2k, 2k+1 */
+                const __m256i v = _mm256_sub_epi8(q[k], c32);
+                const __m128i v0 = _mm256_castsi256_si128(v), v1 = _mm256_extracti128_si256(v, 1);
+                const float *xk = xh + 32 * k;
+                __m256 p0 = _mm256_mul_ps(i8_to_ps(v0), _mm256_loadu_ps(xk));
+                p0 = _mm256_fmadd_ps(i8_to_ps(_mm_srli_si128(v0, 8)), _mm256_loadu_ps(xk + 8), p0);
+                __m256 p1 = _mm256_mul_ps(i8_to_ps(v1), _mm256_loadu_ps(xk + 16));
+                p1 = _mm256_fmadd_ps(i8_to_ps(_mm_srli_si128(v1, 8)), _mm256_loadu_ps(xk + 24), p1);
+                acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(ds + 8 * h + 2 * k), p0, acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(ds + 8 * h + 2 * k + 1), p1, acc1);
             }
         }
-        total += sb_hsum256(acc);
     }
-    return total;
+    return sb_hsum256(_mm256_add_ps(acc0, acc1));
 }
 
 /* ==== quantized activations (kernels.h sb_q8a / sb_q8k): integer dots ====
@@ -236,141 +256,381 @@ static inline __m256i nibbles(const uint8_t *p) {
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), _mm256_set1_epi8(0x0f));
 }
 
-float sb_qdot_q8_0_avx2(const void *row, const void *xq, int64_t n) {
-    const uint8_t *b = row;
-    const sb_q8a *x = xq;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 32; i++, b += 34, x++) {
-        __m256i p = dot_s8s8(_mm256_loadu_si256((const __m256i *)(b + 2)), _mm256_loadu_si256((const __m256i *)x->qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b) * x->d), _mm256_cvtepi32_ps(p), acc);
+/* ---- the 32-element types, several rows at a time ----
+ *
+ * Decode's products are memory-bound only if the dot keeps up with DRAM; one
+ * row at a time it does not here (one accumulator: every block waits for the
+ * previous fused multiply-add; Q4_0 ran 9 GB/s from L2). So the row kernels
+ * below are the R = 1 case of bodies that walk R rows together, each with its
+ * own accumulator, the activation side (loads, the -8 * sum(x) term, scales)
+ * computed once per R rows. A row's result is the same whatever R, so
+ * sb_qrows_* equal sb_qdot_* bit for bit.
+ *
+ * Q4_0/Q4_1 go two blocks (A, B) at a time, A in the low 128-bit half of
+ * every register, B in the high one: lo = low nibbles (elements 0..15), hi =
+ * high nibbles (16..31), and the activations loaded to match. Then the int32
+ * lane k of a half sums that block's elements 4k..4k+3 and 16+4k..16+4k+3. */
+
+#define QR 4 /* rows walked together */
+
+static inline __m256i load2x128(const void *a, const void *b) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)),
+                                   _mm_loadu_si128((const __m128i *)b), 1);
+}
+/* scales of blocks A (4 lanes) and B (4 lanes), p == NULL: B's is 0 */
+static inline __m256 f16x4x2(const uint8_t *a, const uint8_t *b) {
+    /* the two halves meet in a general register (the integer pipes are idle
+     * here), then one byte shuffle spreads them: fewer vector uops than two
+     * word broadcasts and an unpack */
+    uint16_t ha, hb = 0;
+    memcpy(&ha, a, 2);
+    if (b) memcpy(&hb, b, 2);
+    const __m128i v = _mm_cvtsi32_si128((int)((uint32_t)ha | (uint32_t)hb << 16));
+    return _mm256_cvtph_ps(_mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3)));
+}
+
+/* the activation side of a pair of blocks (B absent: the tail block of an
+ * odd count, as zeros) */
+typedef struct xpair2 {
+    __m256i xl, xh; /* qs 0..15 and 16..31 of A | B */
+    __m256 dx;      /* A.d x 4 | B.d x 4 */
+} xpair2;
+
+static inline xpair2 xpair_of(const sb_q8a *a, const sb_q8a *b) {
+    xpair2 p;
+    if (b) {
+        p.xl = load2x128(a->qs, b->qs), p.xh = load2x128(a->qs + 16, b->qs + 16);
+        p.dx = _mm256_set_m128(_mm_set1_ps(b->d), _mm_set1_ps(a->d));
+    } else {
+        p.xl = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)a->qs));
+        p.xh = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(a->qs + 16)));
+        p.dx = _mm256_set_m128(_mm_setzero_ps(), _mm_set1_ps(a->d));
     }
-    return sb_hsum256(acc);
+    return p;
 }
-
-float sb_qdot_q4_0_avx2(const void *row, const void *xq, int64_t n) {
-    const uint8_t *b = row;
-    const sb_q8a *x = xq;
-    const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 32; i++, b += 18, x++) {
-        __m256i w = _mm256_sub_epi8(nibbles(b + 2), eight);
-        __m256i p = dot_s8s8(w, _mm256_loadu_si256((const __m256i *)x->qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b) * x->d), _mm256_cvtepi32_ps(p), acc);
-    }
-    return sb_hsum256(acc);
-}
-
-float sb_qdot_q4_1_avx2(const void *row, const void *xq, int64_t n) {
-    const uint8_t *b = row;
-    const sb_q8a *x = xq;
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0;
-    for (int64_t i = 0; i < n / 32; i++, b += 20, x++) {
-        __m256i p = dot_u8s8(nibbles(b + 4), _mm256_loadu_si256((const __m256i *)x->qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f16(b) * x->d), _mm256_cvtepi32_ps(p), acc);
-        mins += load_f16(b + 2) * x->s;
-    }
-    return sb_hsum256(acc) + mins;
-}
-
-/* Q4_K/Q5_K: the min term msum = sum_j m_j * (bsums[2j] + bsums[2j+1]) and
- * the scales (bytes 0..7 of sc) of a super-block */
-static inline int k4_header(const uint8_t *q, const int16_t *bsums, uint8_t sc[16]) {
-    uint32_t u[4];
-    sb_k4_scales_mins(q, u);
-    memcpy(sc, u, 16);
-    const __m128i m = _mm_loadl_epi64((const __m128i *)(const void *)(sc + 8));
-    return hsum_i32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)bsums),
-                                      _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m))));
-}
-
-/* 32 unsigned weights of sub-blocks 2p (lo) and 2p+1 (hi) times their
- * activations, each scaled by its 6-bit scale, as 8 int32 lanes */
-static inline __m256i k4_pair(__m256i lo, __m256i hi, const int8_t *xs, const uint8_t *sc, int p) {
-    __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(const void *)xs));
-    __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32)));
-    p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * p]));
-    p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * p + 1]));
-    return _mm256_add_epi32(p0, p1);
-}
-
-float sb_qdot_q4_k_avx2(const void *row, const void *xq, int64_t n) {
-    const uint8_t *b = row;
-    const sb_q8k *x = xq;
+/* nibbles of A (16 bytes at a) and B (at b; NULL: zeros) */
+static inline void nibbles2(const uint8_t *a, const uint8_t *b, __m256i *lo, __m256i *hi) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    float sum = 0;
-    for (int64_t i = 0; i < n / 256; i++, b += 144, x++) {
-        uint8_t sc[16];
-        const int msum = k4_header(b + 4, x->bsums, sc);
-        __m256i isum = _mm256_setzero_si256();
-        for (int p = 0; p < 4; p++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * p));
-            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            isum = _mm256_add_epi32(isum, k4_pair(lo, hi, x->qs + 64 * p, sc, p));
-        }
-        sum += load_f16(b) * x->d * (float)hsum_i32(isum) - load_f16(b + 2) * x->d * (float)msum;
-    }
-    return sum;
+    const __m256i q = b ? load2x128(a, b) : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)a));
+    *lo = _mm256_and_si256(q, m4), *hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+}
+/* sum of u8 x s8 over lo/xl and hi/xh as int16 pairs (|.| <= 2 * 2 * 15 * 127) */
+static inline __m256i nib_dot16(__m256i lo, __m256i hi, const xpair2 *x) {
+    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, x->xl), _mm256_maddubs_epi16(hi, x->xh));
 }
 
-/* Q5_K: Q4_K's layout plus the fifth bits, bit j of qh[l] for element l of
- * sub-block j, added as 16 (maddubs pair sums stay below 2 * 31 * 127). */
-float sb_qdot_q5_k_avx2(const void *row, const void *xq, int64_t n) {
-    const uint8_t *b = row;
-    const sb_q8k *x = xq;
+/* Q4_0 {f16 d; u8 qs[16]}, value d * (nibble - 8): the integer dot is
+ * sum(nibble * x) - 8 * sum(x), the second term shared by all rows. */
+static inline __attribute__((always_inline)) void q4_0_step(const uint8_t *w, size_t stride, int64_t i, const xpair2 *x,
+                                                            bool pair, __m256 *acc, const int R) {
+    const __m256i c8 = nib_dot16(_mm256_set1_epi8(8), _mm256_set1_epi8(8), x);
+    const __m256i ones = _mm256_set1_epi16(1);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        const uint8_t *b = w + (size_t)r * stride + 18 * i;
+        __m256i lo, hi;
+        nibbles2(b + 2, pair ? b + 20 : NULL, &lo, &hi);
+        const __m256i p = _mm256_madd_epi16(_mm256_sub_epi16(nib_dot16(lo, hi, x), c8), ones);
+        const __m256 d = _mm256_mul_ps(f16x4x2(b, pair ? b + 18 : NULL), x->dx);
+        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r]);
+    }
+}
+
+/* Two pairs (blocks i..i+3: A, B in x0, C, D in x1) at a time: their int16
+ * pair sums are added pairwise (vphaddw; |.| <= 2 * 11684), so one madd,
+ * one conversion and one fused multiply-add serve four blocks, lanes
+ * [A A C C | B B D D]; the four scales meet in one general register. */
+static inline __attribute__((always_inline)) void q4_0_quad(const uint8_t *w, size_t stride, int64_t i, const xpair2 *x0,
+                                                            const xpair2 *x1, __m256 dx, __m256 *acc, const int R) {
+    const __m256i c8a = nib_dot16(_mm256_set1_epi8(8), _mm256_set1_epi8(8), x0);
+    const __m256i c8b = nib_dot16(_mm256_set1_epi8(8), _mm256_set1_epi8(8), x1);
+    const __m256i ones = _mm256_set1_epi16(1);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        const uint8_t *b = w + (size_t)r * stride + 18 * i;
+        uint16_t h[4];
+        for (int j = 0; j < 4; j++) memcpy(&h[j], b + 18 * j, 2);
+        const uint64_t hv = (uint64_t)h[0] | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 32 | (uint64_t)h[3] << 48;
+        /* words A A C C B B D D */
+        const __m128i hw = _mm_shuffle_epi8(_mm_cvtsi64_si128((long long)hv),
+                                            _mm_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 2, 3, 2, 3, 6, 7, 6, 7));
+        const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(hw), dx);
+        __m256i lo, hi;
+        nibbles2(b + 2, b + 20, &lo, &hi);
+        const __m256i p0 = _mm256_sub_epi16(nib_dot16(lo, hi, x0), c8a);
+        nibbles2(b + 38, b + 56, &lo, &hi);
+        const __m256i p1 = _mm256_sub_epi16(nib_dot16(lo, hi, x1), c8b);
+        const __m256i p = _mm256_madd_epi16(_mm256_hadd_epi16(p0, p1), ones);
+        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r]);
+    }
+}
+
+static inline __attribute__((always_inline)) void q4_0_rows(const uint8_t *w, size_t stride, const sb_q8a *x, int64_t nb,
+                                                            float *out, const int R) {
+    __m256 acc[QR];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        const xpair2 x0 = xpair_of(x + i, x + i + 1), x1 = xpair_of(x + i + 2, x + i + 3);
+        const __m256 dx = _mm256_setr_ps(x[i].d, x[i].d, x[i + 2].d, x[i + 2].d, x[i + 1].d, x[i + 1].d, x[i + 3].d, x[i + 3].d);
+        q4_0_quad(w, stride, i, &x0, &x1, dx, acc, R);
+    }
+    for (; i + 2 <= nb; i += 2) {
+        const xpair2 xp = xpair_of(x + i, x + i + 1);
+        q4_0_step(w, stride, i, &xp, true, acc, R);
+    }
+    if (i < nb) {
+        const xpair2 xp = xpair_of(x + i, NULL);
+        q4_0_step(w, stride, i, &xp, false, acc, R);
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] = sb_hsum256(acc[r]);
+}
+
+/* Q4_1 {f16 d, m; u8 qs[16]}, value d * nibble + m: d * dx * sum(nibble * x)
+ * + m * x.s, the second term in lane 0 of each half (the other lanes add 0). */
+static inline __attribute__((always_inline)) void q4_1_step(const uint8_t *w, size_t stride, int64_t i, const xpair2 *x,
+                                                            __m256 xs, bool pair, __m256 *acc, const int R) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        const uint8_t *b = w + (size_t)r * stride + 20 * i;
+        __m256i lo, hi;
+        nibbles2(b + 4, pair ? b + 24 : NULL, &lo, &hi);
+        const __m256i p = _mm256_madd_epi16(nib_dot16(lo, hi, x), ones);
+        const __m256 d = _mm256_mul_ps(f16x4x2(b, pair ? b + 20 : NULL), x->dx);
+        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r]);
+        acc[r] = _mm256_fmadd_ps(f16x4x2(b + 2, pair ? b + 22 : NULL), xs, acc[r]);
+    }
+}
+
+static inline __attribute__((always_inline)) void q4_1_rows(const uint8_t *w, size_t stride, const sb_q8a *x, int64_t nb,
+                                                            float *out, const int R) {
+    __m256 acc[QR];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const xpair2 xp = xpair_of(x + i, x + i + 1);
+        const __m256 xs = _mm256_setr_ps(x[i].s, 0, 0, 0, x[i + 1].s, 0, 0, 0);
+        q4_1_step(w, stride, i, &xp, xs, true, acc, R);
+    }
+    if (i < nb) {
+        const xpair2 xp = xpair_of(x + i, NULL);
+        q4_1_step(w, stride, i, &xp, _mm256_setr_ps(x[i].s, 0, 0, 0, 0, 0, 0, 0), false, acc, R);
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] = sb_hsum256(acc[r]);
+}
+
+/* Q8_0 {f16 d; i8 qs[32]}: one block per step, s8 x s8 by moving w's sign
+ * onto x. */
+static inline __attribute__((always_inline)) void q8_0_rows(const uint8_t *w, size_t stride, const sb_q8a *x, int64_t nb,
+                                                            float *out, const int R) {
+    __m256 acc[QR];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        const __m256 dx = _mm256_set1_ps(x[i].d);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const uint8_t *b = w + (size_t)r * stride + 34 * i;
+            const __m256i p = dot_s8s8(_mm256_loadu_si256((const __m256i *)(b + 2)), xv);
+            const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(f16x8(b)), dx);
+            acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] = sb_hsum256(acc[r]);
+}
+
+/* The rows are cut into QR contiguous parts walked side by side (row i of
+ * every part together): QR long sequential streams for the hardware
+ * prefetcher (kernels_avx512.c measured adjacent rows at half the speed from
+ * DRAM). Rows left over go one at a time. */
+#define QROWS_AVX2(T, BLK)                                                                                       \
+    float sb_qdot_##T##_avx2(const void *row, const void *xq, int64_t n) {                                     \
+        float y;                                                                                               \
+        T##_rows(row, 0, xq, n / (BLK), &y, 1);                                                                   \
+        return y;                                                                                              \
+    }                                                                                                          \
+    void sb_qrows_##T##_avx2(const void *w, size_t rb, const void *xq, int64_t n, float *y, int64_t nrows) {   \
+        const int64_t q = nrows / QR;                                                                          \
+        const size_t stride = (size_t)q * rb;                                                                  \
+        float out[QR];                                                                                         \
+        for (int64_t i = 0; i < q; i++) {                                                                      \
+            T##_rows((const uint8_t *)w + (size_t)i * rb, stride, xq, n / (BLK), out, QR);                        \
+            for (int j = 0; j < QR; j++) y[j * q + i] = out[j];                                                \
+        }                                                                                                      \
+        for (int64_t r = QR * q; r < nrows; r++) T##_rows((const uint8_t *)w + (size_t)r * rb, 0, xq, n / (BLK), y + r, 1); \
+    }
+QROWS_AVX2(q4_0, 32)
+QROWS_AVX2(q4_1, 32)
+QROWS_AVX2(q8_0, 32)
+
+/* ---- Q4_K / Q5_K, several rows at a time ----
+ *
+ * Every super-block's integers are summed exactly (isum = sum_j sc_j *
+ * q_j . x_j, msum = sum_j m_j * (bsums[2j] + bsums[2j+1])) and scaled as the
+ * scalar kernel does, d * x.d * isum - dmin * x.d * msum added to the row's
+ * float sum super-block by super-block: bit-identical to kernels_scalar.c
+ * at every R. With R = 4 the two reductions of the four rows go together
+ * and the float steps run in the four lanes of one register. */
+
+/* the 8 scales (words 0..7) and 8 mins (words 8..15) from the 12 scale
+ * bytes at q (sb_k4_scales_mins in a vector register; reads 16 bytes:
+ * q + 12..15 are still in the block) */
+static inline __m256i k4_scales16(const uint8_t *q) {
+    const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)q);
+    const __m128i lo = _mm_and_si128(a, _mm_set1_epi32(0x3f3f3f3f));                          /* u0, u2 */
+    const __m128i top = _mm_and_si128(_mm_srli_epi32(a, 2), _mm_set1_epi32(0x30303030));      /* bits 6, 7 of a0, a1 at 4, 5 */
+    const __m128i a2 = _mm_srlv_epi32(_mm_shuffle_epi32(a, 0xaa), _mm_setr_epi32(0, 4, 0, 0)); /* a2, a2 >> 4 */
+    const __m128i u13 = _mm_or_si128(_mm_and_si128(a2, _mm_set1_epi32(0x0f0f0f0f)), top);    /* u1, u3 */
+    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi32(lo, u13));
+}
+
+/* word (scale) j of the 8 in s (both halves) in all 16 words */
+#define K4_SCALE(s, j) _mm256_shuffle_epi8((s), _mm256_set1_epi16((short)(((2 * (j) + 1) << 8) | (2 * (j)))))
+
+/* one row's super-block: isum as 8 lanes, msum as 4 */
+static inline __attribute__((always_inline)) void k45_block(const uint8_t *b, const sb_q8k *x, __m128i bp, bool q5,
+                                                            __m256i *isum_out, __m128i *msum_out) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
-    float sum = 0;
-    for (int64_t i = 0; i < n / 256; i++, b += 176, x++) {
-        uint8_t sc[16];
-        const int msum = k4_header(b + 4, x->bsums, sc);
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
-        __m256i isum = _mm256_setzero_si256();
-        for (int p = 0; p < 4; p++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 48 + 32 * p));
-            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * p), one);
-            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * p + 1), one);
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(h0, 4));
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_slli_epi16(h1, 4));
-            isum = _mm256_add_epi32(isum, k4_pair(lo, hi, x->qs + 64 * p, sc, p));
+    const __m256i w = k4_scales16(b + 4);
+    *msum_out = _mm_madd_epi16(_mm256_extracti128_si256(w, 1), bp);
+    const __m256i sc = _mm256_permute4x64_epi64(w, 0x44);
+    const uint8_t *qs = b + (q5 ? 48 : 16);
+    const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)(const void *)(b + 16)) : _mm256_setzero_si256();
+    __m256i isum = _mm256_setzero_si256();
+    _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(qs + 32 * p));
+        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if (q5) { /* fifth bits: bit j of qh[l] for element l of sub-block j, added as 16 */
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p), one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p + 1), one), 4));
         }
-        sum += load_f16(b) * x->d * (float)hsum_i32(isum) - load_f16(b + 2) * x->d * (float)msum;
+        const int8_t *xs = x->qs + 64 * p;
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(const void *)xs)),
+                                             K4_SCALE(sc, 2 * p));
+        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32))),
+                                             K4_SCALE(sc, 2 * p + 1));
+        isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
     }
-    return sum;
+    *isum_out = isum;
 }
 
-float sb_qdot_q6_k_avx2(const void *row, const void *xq, int64_t n) {
-    const uint8_t *b = row;
-    const sb_q8k *x = xq;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
-    float sum = 0;
-    for (int64_t i = 0; i < n / 256; i++, b += 210, x++) {
-        const int8_t *sc = (const int8_t *)(b + 192);
-        /* the -32 offset: group g of 16 covers x elements 16g.. (see scalar) */
-        int off = 0;
-        for (int g = 0; g < 16; g++) off += sc[g] * x->bsums[g];
-        __m256i isum = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
-            const int8_t *xs = x->qs + 128 * h, *s = sc + 8 * h;
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
-            for (int k = 0; k < 4; k++) {
-                __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(xs + 32 * k)));
-                const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(s[2 * k + 1]), _mm_set1_epi16(s[2 * k]));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scv));
-            }
-        }
-        sum += load_f16(b + 208) * x->d * (float)(hsum_i32(isum) - 32 * off);
-    }
-    return sum;
+static inline int32_t load32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
 }
+
+static inline __attribute__((always_inline)) void k45_rows(const uint8_t *w, size_t stride, const sb_q8k *x, int64_t nsb,
+                                                           float *out, const int R, const bool q5) {
+    const size_t bsz = q5 ? 176 : 144;
+    float sum1 = 0;
+    __m128 sum4 = _mm_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, x++) {
+        /* bsums[2j] + bsums[2j+1] as 8 words (|.| <= 2 * 16 * 127) */
+        const __m256i b32 = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)x->bsums), _mm256_set1_epi16(1));
+        const __m128i bp = _mm_packs_epi32(_mm256_castsi256_si128(b32), _mm256_extracti128_si256(b32, 1));
+        if (R == 1) {
+            const uint8_t *b = w + bsz * i;
+            __m256i is;
+            __m128i ms;
+            k45_block(b, x, bp, q5, &is, &ms);
+            const __m256i t = _mm256_set_m128i(ms, _mm_setzero_si128());
+            sum1 += load_f16(b) * x->d * (float)hsum_i32(is) - load_f16(b + 2) * x->d * (float)hsum_i32(t);
+            continue;
+        }
+        __m256i z[QR];
+        _Pragma("GCC unroll 4") for (int r = 0; r < QR; r++) {
+            __m256i is;
+            __m128i ms;
+            k45_block(w + (size_t)r * stride + bsz * i, x, bp, q5, &is, &ms);
+            z[r] = _mm256_set_m128i(ms, _mm_add_epi32(_mm256_castsi256_si128(is), _mm256_extracti128_si256(is, 1)));
+        }
+        /* [isum of rows 0..3 | msum of rows 0..3] */
+        const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(z[0], z[1]), _mm256_hadd_epi32(z[2], z[3]));
+        /* [d of rows 0..3 | dmin of rows 0..3] */
+        const uint8_t *b0 = w + bsz * i;
+        const __m128i dd = _mm_setr_epi32(load32(b0), load32(b0 + stride), load32(b0 + 2 * stride), load32(b0 + 3 * stride));
+        const __m256 d = _mm256_cvtph_ps(_mm_shuffle_epi8(dd, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)));
+        const __m256 v = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x->d)), _mm256_cvtepi32_ps(t));
+        sum4 = _mm_add_ps(sum4, _mm_sub_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)));
+    }
+    if (R == 1) out[0] = sum1;
+    else _mm_storeu_ps(out, sum4);
+}
+
+static inline __attribute__((always_inline)) void q4_k_rows(const uint8_t *w, size_t stride, const sb_q8k *x, int64_t nsb,
+                                                            float *out, const int R) {
+    k45_rows(w, stride, x, nsb, out, R, false);
+}
+static inline __attribute__((always_inline)) void q5_k_rows(const uint8_t *w, size_t stride, const sb_q8k *x, int64_t nsb,
+                                                            float *out, const int R) {
+    k45_rows(w, stride, x, nsb, out, R, true);
+}
+QROWS_AVX2(q4_k, 256)
+QROWS_AVX2(q5_k, 256)
+
+/* ---- Q6_K, several rows at a time ----
+ * The 6-bit values enter unsigned (0..63) and the -32 comes back through
+ * the block sums: isum = sum_g sc_g * (q_g . x_g) - 32 * sum_g sc_g *
+ * bsums_g, exact in int32, then d * x.d * isum as the scalar kernel
+ * (bit-identical at every R). Half h, product k covers elements 32k..32k+15
+ * (scale 8h + 2k, low 128-bit half) and 32k+16..32k+31 (8h + 2k + 1, high). */
+static inline __attribute__((always_inline)) __m256i q6_k_block(const uint8_t *b, const sb_q8k *x, __m256i bsums) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(b + 192)));
+    __m256i isum = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsums), 5);
+    isum = _mm256_sub_epi32(_mm256_setzero_si256(), isum);
+    _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+        const int8_t *xs = x->qs + 128 * h;
+        const __m256i s = h ? _mm256_permute4x64_epi64(sc16, 0xee) : _mm256_permute4x64_epi64(sc16, 0x44);
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)ql);
+        const __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(ql + 32));
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)(const void *)qh);
+        __m256i q[4];
+        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+            const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32 * k)));
+            /* words 2k (low half), 2k + 1 (high half) of s in every word */
+            const __m256i ctl = _mm256_setr_epi8(4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+                                                 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+                                                 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2,
+                                                 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+                                                 4 * k + 2, 4 * k + 3);
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(s, ctl)));
+        }
+    }
+    return isum;
+}
+
+static inline __attribute__((always_inline)) void q6_k_rows(const uint8_t *w, size_t stride, const sb_q8k *x, int64_t nsb,
+                                                            float *out, const int R) {
+    float sum1 = 0;
+    __m128 sum4 = _mm_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, x++) {
+        const __m256i bsums = _mm256_loadu_si256((const __m256i *)(const void *)x->bsums);
+        const uint8_t *b0 = w + 210 * i;
+        if (R == 1) {
+            sum1 += load_f16(b0 + 208) * x->d * (float)hsum_i32(q6_k_block(b0, x, bsums));
+            continue;
+        }
+        __m128i z[QR];
+        _Pragma("GCC unroll 4") for (int r = 0; r < QR; r++) {
+            const __m256i is = q6_k_block(b0 + (size_t)r * stride, x, bsums);
+            z[r] = _mm_add_epi32(_mm256_castsi256_si128(is), _mm256_extracti128_si256(is, 1));
+        }
+        const __m128i t = _mm_hadd_epi32(_mm_hadd_epi32(z[0], z[1]), _mm_hadd_epi32(z[2], z[3]));
+        uint16_t h[4];
+        for (int r = 0; r < QR; r++) memcpy(&h[r], b0 + (size_t)r * stride + 208, 2);
+        const __m128 d = _mm_cvtph_ps(_mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], 0, 0, 0, 0));
+        sum4 = _mm_add_ps(sum4, _mm_mul_ps(_mm_mul_ps(d, _mm_set1_ps(x->d)), _mm_cvtepi32_ps(t)));
+    }
+    if (R == 1) out[0] = sum1;
+    else _mm_storeu_ps(out, sum4);
+}
+QROWS_AVX2(q6_k, 256)
 
 /* ==== activation quantizers: the same bytes as kernels_scalar.c's (max is
  * exact in any order; x * id and round-to-nearest-even are the same IEEE

@@ -182,11 +182,29 @@ void sb_act_quantize(int act_type, const float *x, void *xq, int64_t n) {
     else memcpy(xq, x, (size_t)n * sizeof(float));
 }
 
-/* the several-rows kernel matching the best row kernel, if there is one */
+sb_qrows_fn sb_qrows_at(int type, int level) {
+    if (level == SB_ISA_AVX512) {
+        if (type == SB_Q4_0 && __builtin_cpu_supports("gfni")) return sb_qrows_q4_0_avx512;
+        if (type == SB_Q8_0) return sb_qrows_q8_0_avx512;
+        return NULL;
+    }
+    if (level != SB_ISA_AVX2) return NULL;
+    switch (type) {
+    case SB_Q4_0: return sb_qrows_q4_0_avx2;
+    case SB_Q4_1: return sb_qrows_q4_1_avx2;
+    case SB_Q8_0: return sb_qrows_q8_0_avx2;
+    case SB_Q4_K: return sb_qrows_q4_k_avx2;
+    case SB_Q5_K: return sb_qrows_q5_k_avx2;
+    case SB_Q6_K: return sb_qrows_q6_k_avx2;
+    default: return NULL;
+    }
+}
+
+/* the several-rows kernel matching the best row kernel (the same level), if
+ * there is one */
 static sb_qrows_fn qrows_best(int type, sb_qdot_fn dot) {
-    if (isa() < SB_ISA_AVX512) return NULL;
-    if (type == SB_Q4_0 && dot == sb_qdot_q4_0_avx512 && __builtin_cpu_supports("gfni")) return sb_qrows_q4_0_avx512;
-    if (type == SB_Q8_0 && dot == sb_qdot_q8_0_avx512) return sb_qrows_q8_0_avx512;
+    for (int l = isa(); l > SB_ISA_SCALAR; l--)
+        if (dot == sb_qdot_at(type, l)) return sb_qrows_at(type, l);
     return NULL;
 }
 
