@@ -9,7 +9,8 @@
 # SKIP_TRAIN=1 / SKIP_REF=1 skip those parts (to redraw); REF_VAL lists the
 # validation files of the reference (default val27 and all 217 pairs).
 #
-#   STEPS=80 THREADS=2 bench/qlora-covid.sh    # 80 steps x 4 pairs: half an epoch (631 pairs)
+#   THREADS=2 bench/qlora-covid.sh    # 320 steps x 4 pairs: two epochs of the 631 pairs
+#   STEPS=80 EVAL=16 bench/qlora-covid.sh    # session 2's half epoch
 #
 # The only SmolLM2 available here is models/SmolLM2-135M-Instruct.Q4_1.gguf, so
 # the "BF16 base" is its Q4_1 weights dequantized and stored as BF16
@@ -18,8 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
-STEPS=${STEPS:-80}
-EVAL=${EVAL:-16}
+STEPS=${STEPS:-320}
+EVAL=${EVAL:-64}
 PYTHON=${PYTHON:-/work/venv/bin/python}
 Q41=${Q41:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 DATA=${DATA:-/work/big/lora/covid}
