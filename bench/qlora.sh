@@ -3,7 +3,7 @@
 # PyTorch + PEFT + bitsandbytes QLoRA, on the ~100M-parameter Phi-3-shaped
 # model of bench/train, same threads, one run, inside the shared benchmark
 # lock. Prints the three JSON lines and the ratios (wall and CPU seconds).
-# COMPUTE=bf16 (default): both sabio lines run the frozen-base products in
+# COMPUTE=bf16 (default on CPUs with AVX-512 BF16, else f32): both sabio lines run the frozen-base products in
 # BF16 (bench/train's choice; the NF4 base is dequantized to bf16 inside the
 # product tiles); COMPUTE=f32: in f32. PEFT + bitsandbytes computes in float32.
 #
@@ -19,7 +19,8 @@ STEPS=${STEPS:-3}
 B=${B:-4}
 T=${T:-256}
 R=${R:-16}
-COMPUTE=${COMPUTE:-bf16}
+# bf16 by default only where the CPU has AVX-512 BF16 (elsewhere emulated, slower than f32)
+if grep -qw avx512_bf16 /proc/cpuinfo; then COMPUTE=${COMPUTE:-bf16}; else COMPUTE=${COMPUTE:-f32}; fi
 FLAG=$([ "$COMPUTE" = bf16 ] && echo --bf16 || true)
 TARGETS=qkv_proj,o_proj,gate_up_proj,down_proj
 PYTHON=${PYTHON:-/work/venv/bin/python}
