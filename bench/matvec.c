@@ -3,14 +3,16 @@
  * activations) over one weight matrix, per weight type, reported as GB/s of
  * weights streamed, in the thread's CPU time and in wall time.
  *
- *   build/bench/matvec [-t THREADS] [-r ROWS] [-c COLS] [-p PASSES] [-f] [TYPE...]
+ *   build/bench/matvec [-t THREADS] [-r ROWS] [-c COLS] [-p PASSES] [-f] [-4] [TYPE...]
  *
  * Defaults: 8192 x 3072 (Phi-3-mini's ffn_up: 3x the 32 MiB L3 at Q8_0, about
  * the L3 at Q4_0) and types q4_0 q8_0 q4_1 q4_k q5_k q6_k; -r 32064 gives the
  * vocabulary's lm_head, -r 64 an in-cache run (the kernel's arithmetic alone).
  * Weights are random bytes with small valid f16 scales (the speed of an
  * integer dot does not depend on the values). Rows are split over the
- * threads as the decoder splits them (contiguous halves). -f: float
+ * threads as the decoder splits them (contiguous halves). The weights sit
+ * in 2 MiB pages (MADV_HUGEPAGE); -4: 4 KiB pages (MADV_NOHUGEPAGE), as a
+ * model file's mapping mostly gets. -f: float
  * activations (sb_matvec: the logits' path) instead.
  */
 #include "base/threadpool.h"
@@ -19,6 +21,7 @@
 #include "tensor/tensor.h"
 
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -56,7 +59,7 @@ static void worker(void *arg, int ith, int nth) {
 }
 
 int main(int argc, char **argv) {
-    int threads = 1, passes = 0, float_x = 0;
+    int threads = 1, passes = 0, float_x = 0, small_pages = 0;
     int64_t rows = 8192, cols = 3072;
     const char *names[16];
     int n_names = 0;
@@ -66,6 +69,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-c") && i + 1 < argc) cols = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) passes = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-f")) float_x = 1;
+        else if (!strcmp(argv[i], "-4")) small_pages = 1;
         else if (n_names < 16) names[n_names++] = argv[i];
     }
     if (!n_names) {
@@ -84,7 +88,9 @@ int main(int argc, char **argv) {
             return 1;
         }
         const size_t bytes = rb * (size_t)rows;
-        uint8_t *w = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        const size_t alloc = (bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20);
+        uint8_t *w = aligned_alloc(2u << 20, alloc);
+        if (w) madvise(w, alloc, small_pages ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
         uint64_t s = 0x9e3779b97f4a7c15ull;
         for (size_t i = 0; i < bytes; i++) {
             s ^= s << 13, s ^= s >> 7, s ^= s << 17;

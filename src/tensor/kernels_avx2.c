@@ -201,7 +201,7 @@ float sb_dot_q6_k_avx2(const void *row, const float *x, int64_t n) {
         const __m256 d = _mm256_set1_ps(load_f16(b + 208));
         _mm256_storeu_ps(ds, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
         _mm256_storeu_ps(ds + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
-        for (int h = 0; h < 2; h++) {
+        _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
             const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)ql);
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(ql + 32));
@@ -214,7 +214,7 @@ float sb_dot_q6_k_avx2(const void *row, const float *x, int64_t n) {
             q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
             const float *xh = x + 128 * h;
-            for (int k = 0; k < 4; k++) { /* elements 32k .. 32k+31 of this half: groups 2k, 2k+1 */
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) { /* elements 32k .. 32k+31 of this half: groups 2k, 2k+1 */
                 const __m256i v = _mm256_sub_epi8(q[k], c32);
                 const __m128i v0 = _mm256_castsi256_si128(v), v1 = _mm256_extracti128_si256(v, 1);
                 const float *xk = xh + 32 * k;
