@@ -184,6 +184,21 @@ float sb_dot_q4_k_avx2(const void *row, const float *x, int64_t n) {
     return total;
 }
 
+/* Q6_K: the 128 6-bit values (0..63) of one half of a block, 32 bytes per
+ * vector: q[k] holds elements 32k .. 32k+31 (low 4 bits from ql, high 2 from qh). */
+static inline __attribute__((always_inline)) void q6_unpack(const uint8_t *ql, const uint8_t *qh, __m256i q[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+    const __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)ql);
+    const __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(ql + 32));
+    const __m256i hb = _mm256_loadu_si256((const __m256i *)(const void *)qh);
+    q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+}
+
 /* Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}: two halves of 128; in
  * each, element l (< 32) and l+32, l+64, l+96 take 4 low bits from ql and 2
  * high bits from qh, minus 32, times d * scales[l/16 + 0, 2, 4, 6]. The
@@ -193,7 +208,7 @@ float sb_dot_q4_k_avx2(const void *row, const float *x, int64_t n) {
  * time into a table). */
 float sb_dot_q6_k_avx2(const void *row, const float *x, int64_t n) {
     const uint8_t *b = row;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
+    const __m256i c32 = _mm256_set1_epi8(32);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / 256; i++, b += 210, x += 256) {
         float ds[16];
@@ -203,16 +218,8 @@ float sb_dot_q6_k_avx2(const void *row, const float *x, int64_t n) {
         _mm256_storeu_ps(ds + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
         _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
             const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)ql);
-            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(ql + 32));
-            const __m256i hb = _mm256_loadu_si256((const __m256i *)(const void *)qh);
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+            q6_unpack(ql, qh, q);
             const float *xh = x + 128 * h;
             _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) { /* elements 32k .. 32k+31 of this half: groups 2k, 2k+1 */
                 const __m256i v = _mm256_sub_epi8(q[k], c32);
@@ -573,7 +580,6 @@ QROWS_AVX2(q5_k, 256)
  * (bit-identical at every R). Half h, product k covers elements 32k..32k+15
  * (scale 8h + 2k, low 128-bit half) and 32k+16..32k+31 (8h + 2k + 1, high). */
 static inline __attribute__((always_inline)) __m256i q6_k_block(const uint8_t *b, const sb_q8k *x, __m256i bsums) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
     const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(b + 192)));
     __m256i isum = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsums), 5);
     isum = _mm256_sub_epi32(_mm256_setzero_si256(), isum);
@@ -581,16 +587,8 @@ static inline __attribute__((always_inline)) __m256i q6_k_block(const uint8_t *b
         const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
         const int8_t *xs = x->qs + 128 * h;
         const __m256i s = h ? _mm256_permute4x64_epi64(sc16, 0xee) : _mm256_permute4x64_epi64(sc16, 0x44);
-        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)ql);
-        const __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(ql + 32));
-        const __m256i hb = _mm256_loadu_si256((const __m256i *)(const void *)qh);
         __m256i q[4];
-        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
-        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
-        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
-        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+        q6_unpack(ql, qh, q);
         _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
             const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(const void *)(xs + 32 * k)));
             /* words 2k (low half), 2k + 1 (high half) of s in every word */
