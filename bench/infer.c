@@ -8,7 +8,9 @@
  * bytes one generated token reads (every matrix but the token embedding, of
  * which one row) and the peak resident set against file + KV cache.
  *
- * usage: build/bench/infer MODEL [-p 512] [-n 128] [-t THREADS] [-r 5]
+ * usage: build/bench/infer MODEL [-p 512] [-n 128] [-t THREADS] [-r 5] [-nr|--no-repack]
+ *        (-nr: keep the file's layout; by default weights are repacked as
+ *        sabio generate does, sb_model_repack)
  *        build/bench/infer --bw [-t THREADS]   read bandwidth of this machine:
  *        THREADS pinned threads streaming their own slices of a 2 GiB buffer
  *        (>> cache), best of 10 passes, 4 KiB and huge pages (see bandwidth())
@@ -169,6 +171,13 @@ int main(int argc, char **argv) {
         return 2;
     }
     int pp = 512, tg = 128, threads = 2, reps = 5;
+    bool repack = true;
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "-nr") || !strcmp(argv[i], "--no-repack")) {
+            repack = false;
+            memmove(argv + i, argv + i + 1, sizeof *argv * (size_t)(argc - i)); /* argv[argc] is NULL */
+            argc--, i--;
+        }
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-p")) pp = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-n")) tg = atoi(argv[i + 1]);
@@ -182,6 +191,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "infer: %s\n", err.msg);
         return 1;
     }
+    int n_repacked = 0;
+    if (repack && sb_model_repack(m, &n_repacked, &err) != SB_OK) {
+        fprintf(stderr, "infer: %s\n", err.msg);
+        return 1;
+    }
+    printf("repacked_matrices %d\n", n_repacked);
     int nv = sb_model_get_config(m)->n_vocab;
     const sb_model_config *cfg = sb_model_get_config(m);
     const int n_ctx = pp + tg + 1;

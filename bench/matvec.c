@@ -18,6 +18,7 @@
 #include "base/threadpool.h"
 #include "tensor/kernels.h"
 #include "tensor/matvec.h"
+#include "tensor/q4r8.h"
 #include "tensor/tensor.h"
 
 #include <stdio.h>
@@ -80,7 +81,9 @@ int main(int argc, char **argv) {
     printf("kernels %s, %lld x %lld, %d thread(s)\n", sb_kernels_isa(), (long long)rows, (long long)cols, threads);
     printf("%-6s %10s %10s %10s %10s\n", "type", "MB", "ns/row", "GB/s cpu", "GB/s wall");
     for (int k = 0; k < n_names; k++) {
-        const int type = sb_dtype_from_name(names[k]);
+        /* q4_0_r8: Q4_0 weights repacked 8 rows at a time (tensor/q4r8.h), as sb_model_repack does */
+        const int r8 = !strcmp(names[k], "q4_0_r8");
+        const int type = r8 ? SB_Q4_0 : sb_dtype_from_name(names[k]);
         const sb_type_traits *t = sb_type_traits_get(type);
         size_t rb;
         if (!t || !sb_dtype_row_bytes(type, cols, &rb)) {
@@ -100,12 +103,23 @@ int main(int argc, char **argv) {
         scale_fields(type, off);
         for (size_t b = 0; b < bytes; b += t->type_size)
             for (int f = 0; f < 2 && off[f] >= 0; f++) w[b + off[f]] = 0x00, w[b + off[f] + 1] = 0x20; /* 2^-7 */
-        const int act = sb_act_type(type);
+        if (r8 && !sb_q4r8_fits(cols, rows)) {
+            fprintf(stderr, "q4_0_r8: rows must be a multiple of 8\n");
+            return 1;
+        }
+        if (r8) { /* pack through a copy, back into the same pages */
+            uint8_t *tmp = malloc(bytes);
+            memcpy(tmp, w, bytes);
+            sb_q4r8_pack(tmp, w, cols, 0, rows);
+            free(tmp);
+        }
+        const int wtype = r8 ? SB_Q4_0_R8 : type;
+        const int act = sb_act_type(wtype);
         float *x = malloc(sizeof(float) * cols), *y = malloc(sizeof(float) * rows);
         void *xq = malloc(sb_act_bytes(act, cols));
         for (int64_t i = 0; i < cols; i++) x[i] = (float)((i * 7919) % 2001 - 1000) / 1000.0f;
         sb_act_quantize(act, x, xq, cols);
-        job j = {.w = {.name = "w", .type = type, .n_dims = 2, .ne = {cols, rows, 1, 1}, .data = w, .nbytes = bytes},
+        job j = {.w = {.name = "w", .type = wtype, .n_dims = 2, .ne = {cols, rows, 1, 1}, .data = w, .nbytes = bytes},
                  .xq = xq,
                  .x = float_x ? x : NULL,
                  .y = y};
@@ -123,7 +137,7 @@ int main(int argc, char **argv) {
             if (wall < best_wall) best_wall = wall;
         }
         const double total = (double)bytes * j.passes;
-        printf("%-6s %10.1f %10.1f %10.2f %10.2f\n", t->name, bytes / 1e6, best_cpu * 1e9 / j.passes / rows * threads,
+        printf("%-7s %10.1f %10.1f %10.2f %10.2f\n", r8 ? "q4_0_r8" : t->name, bytes / 1e6, best_cpu * 1e9 / j.passes / rows * threads,
                total / best_cpu / 1e9, total / best_wall / 1e9);
         free(w), free(x), free(y), free(xq);
     }

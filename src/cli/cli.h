@@ -7,6 +7,7 @@
 
 #include "base/base.h"
 #include "model/sample.h"
+#include "model/model.h"
 
 #include <stdio.h>
 
@@ -55,6 +56,12 @@ int cmd_merge(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+
+/* -nr, --no-repack (llama.cpp's name): the inference commands repack the
+ * model's weights for this CPU (sb_model_repack) unless it is given. */
+#define CLI_REPACK_HELP "  -nr, --no-repack       keep the file's weight layout (default: repack Q4_0 for this CPU's kernels)\n"
+/* sb_model_repack, dying with a message naming path on error. */
+void cli_repack(sb_model *m, const char *path);
 
 /* The identity of an embedding model recorded in a store: its folder's name. */
 char *cli_model_id(const char *path);

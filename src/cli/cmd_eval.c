@@ -68,6 +68,7 @@ int cmd_eval(int argc, char **argv) {
     bool make_splits = false, by_doc = true;
     cli_adapters lora = {0};
     int n_ctx = 2048, threads = 0, sample = 0, skip = 0;
+    bool repack = true;
     uint64_t sample_seed = 1;
     sb_eval_opts o = {.bootstrap = 2000, .seed = 1};
     o.ask = sb_ask_default_params();
@@ -104,7 +105,8 @@ int cmd_eval(int argc, char **argv) {
                    "  --data-changes often|rarely   for the recommendation (the Cookbook's first criterion)\n"
                    "  --make-splits         write OUT/train.jsonl, valid.jsonl, test.jsonl instead\n"
                    "  --by doc|question     split unit (default doc: no document in two splits)\n"
-                   "  --split A,B,C         train, valid, test percent (default 80,10,10)\n\n%s",
+                   "  --split A,B,C         train, valid, test percent (default 80,10,10)\n"
+                   CLI_REPACK_HELP "\n%s",
                    cli_sampling_help);
             return 0;
         }
@@ -118,6 +120,7 @@ int cmd_eval(int argc, char **argv) {
             lora.scale[lora.n++] = 1.0f;
         }
         else if (cli_is(argv[i], "-o,--output")) out = cli_value(argc, argv, &i);
+        else if (cli_is(argv[i], "-nr,--no-repack")) repack = false;
         else if (cli_is(argv[i], "--configs")) configs = cli_value(argc, argv, &i);
         else if (cli_is(argv[i], "--embed-model")) embed = cli_value(argc, argv, &i);
         else if (cli_is(argv[i], "--sample")) sample = (int)cli_long(argv[i], cli_value(argc, argv, &i), 1, 1 << 24);
@@ -187,6 +190,7 @@ int cmd_eval(int argc, char **argv) {
     }
     sb_model *m = sb_model_open(model, &err);
     if (!m) cli_die("%s", err.msg);
+    if (repack) cli_repack(m, model);
     int train = sb_model_get_config(m)->n_ctx_train;
     if (train > 0 && n_ctx > train) n_ctx = train;
     sb_session *sess = sb_session_new(m, n_ctx, &err);

@@ -13,7 +13,7 @@
 typedef struct gen_opts {
     const char *model, *prompt, *prompt_file, *system, *template_name;
     int n_predict, n_ctx, threads;
-    bool escape, verbose, ignore_eos, raw_special, no_special, nf4;
+    bool escape, verbose, ignore_eos, raw_special, no_special, nf4, no_repack;
     const char *stop[16];
     int n_stop;
     sb_sampler_params sampling;
@@ -31,7 +31,8 @@ static const char gen_help[] =
     "  --verbose               print timings and token counts to stderr\n"
     "  --lora FILE             apply a LoRA adapter (PEFT folder or GGUF LoRA; repeatable)\n"
     "  --lora-scaled FILE S    apply a LoRA adapter scaled by S (repeatable)\n"
-    "  --nf4                   quantize the linear weights to NF4 at load (QLoRA's 4-bit base)\n";
+    "  --nf4                   quantize the linear weights to NF4 at load (QLoRA's 4-bit base)\n"
+    CLI_REPACK_HELP;
 
 static void unescape(char *s) {
     char *w = s;
@@ -60,18 +61,20 @@ static bool parse_common(int argc, char **argv, int *i, gen_opts *o) {
     else if (cli_is(a, "--ignore-eos")) o->ignore_eos = true;
     else if (cli_is(a, "--verbose,-v")) o->verbose = true;
     else if (cli_is(a, "--nf4")) o->nf4 = true;
+    else if (cli_is(a, "-nr,--no-repack")) o->no_repack = true;
     else if (cli_parse_sampling(argc, argv, i, &o->sampling)) {}
     else if (cli_parse_lora(argc, argv, i, &o->lora)) {}
     else return false;
     return true;
 }
 
-static sb_model *open_model(const char *path, bool nf4) {
+static sb_model *open_model(const char *path, bool nf4, bool repack) {
     if (!path) cli_die("no model given (-m PATH)");
     sb_err err = {0};
     sb_model *m = sb_model_open(path, &err);
     if (!m) cli_die("%s", err.msg);
     if (nf4 && sb_model_quantize_nf4(m, 64, true, &err) != SB_OK) cli_die("%s: NF4: %s", path, err.msg);
+    if (repack) cli_repack(m, path);
     if (!sb_model_tokenizer(m)) cli_die("%s: the model has no tokenizer", path);
     return m;
 }
@@ -145,7 +148,7 @@ int cmd_generate(int argc, char **argv) {
     if (!o.prompt && !o.prompt_file) cli_die("generate: no prompt (-p TEXT or -f FILE)");
     char *prompt = o.prompt_file ? read_prompt_file(o.prompt_file) : sb_strdup(o.prompt);
     if (o.escape) unescape(prompt);
-    sb_model *m = open_model(o.model, o.nf4);
+    sb_model *m = open_model(o.model, o.nf4, !o.no_repack);
     const sb_tokenizer *tok = sb_model_tokenizer(m);
     sb_err err = {0};
     sb_tokens ids = {0};
@@ -203,7 +206,7 @@ int cmd_chat(int argc, char **argv) {
         else if (cli_is(argv[i], "--chat-template")) o.template_name = cli_value(argc, argv, &i);
         else cli_die("chat: unknown option '%s' (see sabio chat --help)", argv[i]);
     }
-    sb_model *m = open_model(o.model, o.nf4);
+    sb_model *m = open_model(o.model, o.nf4, !o.no_repack);
     const sb_tokenizer *tok = sb_model_tokenizer(m);
     sb_chat_tmpl tmpl = SB_CHAT_UNKNOWN;
     const char *model_jinja = NULL; /* rendered with the model's own defaults when recognised */
@@ -316,7 +319,7 @@ int cmd_tokenize(int argc, char **argv) {
         else cli_die("tokenize: unknown option '%s'", argv[i]);
     }
     if (!text) cli_die("tokenize: no text given");
-    sb_model *m = open_model(model, false);
+    sb_model *m = open_model(model, false, false);
     const sb_tokenizer *tok = sb_model_tokenizer(m);
     sb_tokens ids = {0};
     sb_err err = {0};

@@ -347,7 +347,7 @@ static void ask_chat(sb_store *s, sb_encoder *enc, sb_session *sess, sb_model *m
 
 int cmd_ask(int argc, char **argv) {
     const char *store = NULL, *model = NULL, *embed = NULL, *question = NULL, *tmpl = NULL;
-    bool json = false, verbose = false, chat = false;
+    bool json = false, verbose = false, chat = false, repack = true;
     int n_ctx = 4096, threads = 0;
     sb_ask_params p = sb_ask_default_params();
     cli_adapters lora = {0};
@@ -371,7 +371,8 @@ int cmd_ask(int argc, char **argv) {
                    "  --chat                 a conversation: questions from stdin, one a line (empty line ends);\n"
                    "                         follow-ups retrieve with the previous question and see earlier turns\n"
                    "  --verbose              report dropped sources and timings\n"
-                   "  --lora FILE            apply a LoRA adapter (--lora-scaled FILE S to scale it)\n\n%s",
+                   "  --lora FILE            apply a LoRA adapter (--lora-scaled FILE S to scale it)\n"
+                   CLI_REPACK_HELP "\n%s",
                    cli_sampling_help);
             return 0;
         }
@@ -387,6 +388,7 @@ int cmd_ask(int argc, char **argv) {
         else if (cli_is(argv[i], "--chat-template")) tmpl = cli_value(argc, argv, &i);
         else if (cli_is(argv[i], "--json")) json = true;
         else if (cli_is(argv[i], "--chat")) chat = true;
+        else if (cli_is(argv[i], "-nr,--no-repack")) repack = false;
         else if (cli_is(argv[i], "--verbose,-v")) verbose = true;
         else if (cli_is(argv[i], "--mode")) {
             const char *m = cli_value(argc, argv, &i);
@@ -412,6 +414,7 @@ int cmd_ask(int argc, char **argv) {
     if (sb_store_bind_model(s, id, sb_encoder_dim(enc), &err) != SB_OK) cli_die("%s", err.msg);
     sb_model *m = sb_model_open(model, &err);
     if (!m) cli_die("%s", err.msg);
+    if (repack) cli_repack(m, model);
     int train = sb_model_get_config(m)->n_ctx_train;
     if (train > 0 && n_ctx > train) n_ctx = train;
     sb_session *sess = sb_session_new(m, n_ctx, &err);

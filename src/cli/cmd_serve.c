@@ -35,7 +35,8 @@ int cmd_serve(int argc, char **argv) {
                    "  --max-connections N     open connections at most (default 64)\n"
                    "  --api-key KEY           require Authorization: Bearer KEY on /v1/ routes\n"
                    "  --chat-template NAME    phi3, chatml or llama2 (default: from the model)\n"
-                   "  --verbose               log each request's timings to stderr\n");
+                   "  --verbose               log each request's timings to stderr\n"
+                   "  -nr, --no-repack        keep the file's weight layout (default: repack Q4_0 for this CPU's kernels)\n");
             return 0;
         }
         if (cli_is(a, "-m,--model")) o.model = cli_value(argc, argv, &i);
@@ -70,6 +71,7 @@ int cmd_serve(int argc, char **argv) {
         else if (cli_is(a, "--api-key")) o.api_key = cli_value(argc, argv, &i);
         else if (cli_is(a, "--chat-template")) o.chat_template = cli_value(argc, argv, &i);
         else if (cli_is(a, "--verbose,-v")) o.verbose = 1;
+        else if (cli_is(a, "-nr,--no-repack")) o.no_repack = 1;
         else cli_die("serve: unknown option '%s' (see sabio serve --help)", a);
     }
     if (!o.model) cli_die("serve: no model given (-m PATH)");

@@ -30,6 +30,11 @@ bool cli_is(const char *arg, const char *names) {
     return false;
 }
 
+void cli_repack(sb_model *m, const char *path) {
+    sb_err err = {0};
+    if (sb_model_repack(m, NULL, &err) != SB_OK) cli_die("%s: %s", path, err.msg);
+}
+
 const char *cli_value(int argc, char **argv, int *i) {
     const char *eq = strchr(argv[*i], '=');
     if (eq && argv[*i][0] == '-' && argv[*i][1] == '-') return eq + 1;

@@ -236,6 +236,7 @@ typedef struct mv_task {
     const void *xq; /* NULL: float path */
     float *y;
     int64_t n;
+    int64_t next; /* rows handed out so far past the static shares (atomic; mv_worker) */
 } mv_task;
 
 static void mv_rows(const mv_task *t, int64_t r0, int64_t r1) {
@@ -243,14 +244,28 @@ static void mv_rows(const mv_task *t, int64_t r0, int64_t r1) {
     else sb_matvec(t->w, t->x, t->y, r0, r1);
 }
 
+/* Rows split as "guided" scheduling does: every thread first takes its own
+ * static share of 3/4 of the rows (long contiguous runs for the prefetcher),
+ * then the last quarter goes out in chunks of GUIDE rows to whichever thread
+ * is free, so a thread slowed by its memory bandwidth or by the scheduler
+ * does not keep the other waiting at the barrier. A row is computed the
+ * same way whichever thread takes it. */
+#define GUIDE 64
 static void mv_worker(void *arg, int ith, int nth) {
-    const mv_task *t = arg;
-    int64_t per = (t->n + nth - 1) / nth, r0 = (int64_t)ith * per, r1 = r0 + per < t->n ? r0 + per : t->n;
+    mv_task *t = arg;
+    int64_t stat = t->n * 3 / 4 / (GUIDE * nth) * (GUIDE * nth); /* a multiple of GUIDE per thread */
+    if (nth == 1 || t->n < 4 * GUIDE * nth) stat = t->n;             /* small: static only */
+    const int64_t per = (stat + nth - 1) / nth, r0 = (int64_t)ith * per, r1 = r0 + per < stat ? r0 + per : stat;
     if (r0 < r1) mv_rows(t, r0, r1);
+    for (;;) {
+        const int64_t a = stat + __atomic_fetch_add(&t->next, GUIDE, __ATOMIC_RELAXED);
+        if (a >= t->n) break;
+        mv_rows(t, a, a + GUIDE < t->n ? a + GUIDE : t->n);
+    }
 }
 
 static void mv_as(sb_ctx *c, const sb_tensor *w, const float *x, float *y, int64_t n, int act) {
-    mv_task t = {w, x, NULL, y, n};
+    mv_task t = {w, x, NULL, y, n, 0};
     if (act != SB_F32) {
         sb_act_quantize(act, x, c->xq, w->ne[0]);
         t.xq = c->xq;
@@ -284,7 +299,7 @@ static void mv_multi(sb_ctx *c, const float *x, int count, const sb_tensor *cons
     int64_t rows = 0;
     for (int k = 0; k < count; k++) {
         const int act = c->exact ? SB_F32 : sb_act_type(w[k]->type);
-        g.t[k] = (mv_task){w[k], x, NULL, y[k], n[k]};
+        g.t[k] = (mv_task){w[k], x, NULL, y[k], n[k], 0};
         rows += n[k];
         acts[k] = act;
         if (act == SB_F32) continue;

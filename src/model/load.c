@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "model/model_impl.h"
 
@@ -286,6 +288,15 @@ sb_model *sb_model_open(const char *path, sb_err *err) {
     return m;
 }
 
+/* A page touched again is read back from the file, and pages another
+ * process maps stay cached for it. MADV_PAGEOUT would skip pages shared with
+ * another reader of the file. (sb_model_open always maps a file.) */
+void sb_model_page_out(const void *p, size_t n) {
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)p + page - 1) & ~(page - 1);
+    const uintptr_t b = ((uintptr_t)p + n) & ~(page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 void sb_model_free(sb_model *m) {
     if (!m) return;
     sb_tokenizer_free(m->tok);
@@ -294,6 +305,7 @@ void sb_model_free(sb_model *m) {
     sb_model_free_nf4(m);
     free(m->layers);
     free(m->vec_slab);
+    free(m->r8_slab);
     free(m->rope_short);
     free(m->rope_long);
     free(m->path);

@@ -146,6 +146,18 @@ sb_status sb_model_quantize(const sb_model *m, const char *path, const char *fty
  * embedding, norms and lm_head as they are. Weights already NF4 (a
  * bitsandbytes 4-bit checkpoint, bound at open) are left alone. */
 sb_status sb_model_quantize_nf4(sb_model *m, int blocksize, bool double_quant, sb_err *err);
+/* Rearranges weights in memory for this CPU's decode kernels: where the best
+ * kernels are AVX2, Q4_0 attention and MLP matrices (and an untied Q4_0
+ * lm_head) become SB_Q4_0_R8 (tensor/q4r8.h), faster to decode and prompt
+ * with the same arithmetic as the scalar Q4_0 kernels. Costs one copy of
+ * those weights in anonymous memory (the mapped file's pages are handed
+ * back, so resident memory stays about the file's size) and a pass over
+ * them at load. For inference only: training, merging and export read the
+ * file's layout (call it on a model opened for generation). *n_repacked
+ * (may be NULL): matrices changed. Nothing to do is not an error. */
+sb_status sb_model_repack(sb_model *m, int *n_repacked, sb_err *err);
+/* true if sb_model_repack changes anything on this CPU. */
+bool sb_model_repack_applies(void);
 /* Writes a model quantized by sb_model_quantize_nf4 from a Hugging Face
  * folder as a bitsandbytes 4-bit checkpoint in folder dir (model.safetensors
  * in the layout transformers' save_pretrained uses, so transformers loads it

@@ -48,6 +48,7 @@ struct sb_model {
     float *vec_slab;      /* one allocation holding output_norm and every layer's norms */
     sb_nf4 *nf4;          /* (cap_nf4) states behind the SB_NF4 views (nf4_model.c) */
     int64_t n_nf4, cap_nf4;
+    uint8_t *r8_slab;     /* the SB_Q4_0_R8 views' bytes (repack.c), NULL if none */
 };
 
 /* config.c: fills m->cfg (all but the weight-derived fields) and, for
@@ -67,6 +68,9 @@ int64_t sb_rope_perm_src_row(int64_t r, int head_dim);
 sb_status sb_model_bind_nf4(sb_model *m, const char *name, int64_t ne0, int64_t ne1, sb_tensor *out, bool *found,
                             sb_err *err);
 void sb_model_free_nf4(sb_model *m);
+/* Drops this process's pages wholly inside [p, p + n) of the source file's
+ * read-only mapping, once a weight has been converted out of it (load.c). */
+void sb_model_page_out(const void *p, size_t n);
 
 /* GGUF file_type value (llama.cpp's LlamaFileType) for a tensor type, -1 if none. */
 int sb_gguf_file_type_of(int type);

@@ -72,16 +72,6 @@ sb_status sb_model_bind_nf4(sb_model *m, const char *name, int64_t ne0, int64_t 
     return SB_OK;
 }
 
-/* Drops this process's pages wholly inside [p, p + n) of the source file's
- * read-only mapping (sb_model_open always maps a file): a page touched again
- * is read back from the file, and pages another process maps stay cached for
- * it. MADV_PAGEOUT would skip pages shared with another reader of the file. */
-static void page_out(const void *p, size_t n) {
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)p + page - 1) & ~(page - 1);
-    const uintptr_t b = ((uintptr_t)p + n) & ~(page - 1);
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
 static sb_status quantize_one(sb_model *m, sb_tensor *w, int blocksize, bool nested, sb_err *err) {
     if (!w->data || w->type == SB_NF4) return SB_OK;
     const int64_t n_in = w->ne[0], rows = w->ne[1];
@@ -97,7 +87,7 @@ static sb_status quantize_one(sb_model *m, sb_tensor *w, int blocksize, bool nes
         if (q) m->n_nf4--;
         return sb_err_prefix(err, "tensor %s", w->name ? w->name : "?");
     }
-    page_out(w->data, w->nbytes);
+    sb_model_page_out(w->data, w->nbytes);
     sb_nf4_view(q, w->name, n_in, rows, w);
     return SB_OK;
 }

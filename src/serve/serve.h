@@ -42,6 +42,7 @@ typedef struct sv_options {
     const char *api_key; /* NULL: no authentication */
     const char *chat_template; /* NULL: from the model */
     int verbose;
+    int no_repack; /* -nr: keep the file's weight layout (else sb_model_repack) */
 } sv_options;
 
 void sv_options_default(sv_options *o);

@@ -873,6 +873,8 @@ static bool open_all(server *sv, char *why, size_t why_n) {
     sb_err err = {0};
     if (!o->model) return snprintf(why, why_n, "no model given (-m PATH)"), false;
     if (!(sv->model = sb_model_open(o->model, &err))) return snprintf(why, why_n, "%s", err.msg), false;
+    if (!o->no_repack && sb_model_repack(sv->model, NULL, &err) != SB_OK)
+        return snprintf(why, why_n, "%s: %s", o->model, err.msg), false;
     if (!(sv->tok = sb_model_tokenizer(sv->model))) return snprintf(why, why_n, "%s: the model has no tokenizer", o->model), false;
     sv->model_id = base_id(o->model);
     if (o->chat_template) {

@@ -118,6 +118,9 @@ static const sb_type_traits traits[SB_DTYPE_COUNT] = {
     /* NF4's scales live outside its packed bytes (nf4.h): its views carry an
      * sb_nf4, and matvec.c routes them to nf4.c; type_size counts the bytes. */
     [SB_NF4] = {"nf4", 64, 32, true, NULL, NULL},
+    /* Q4_0's blocks, 8 rows interleaved (q4r8.h): a row is not contiguous, so
+     * no to_float; matvec.c routes these views to q4r8.c. */
+    [SB_Q4_0_R8] = {"q4_0_r8", 32, 18, true, NULL, NULL},
     [SB_I8] = {"i8", 1, 1, false, NULL, NULL},
     [SB_I16] = {"i16", 1, 2, false, NULL, NULL},
     [SB_I32] = {"i32", 1, 4, false, NULL, NULL},
@@ -137,7 +140,7 @@ const char *sb_dtype_name(int type) {
 
 int sb_dtype_from_name(const char *name) {
     for (int i = 0; i < SB_DTYPE_COUNT; i++)
-        if (traits[i].name && !strcasecmp(traits[i].name, name)) return i;
+        if (traits[i].name && i != SB_Q4_0_R8 && !strcasecmp(traits[i].name, name)) return i; /* a layout, not a type to ask for */
     return -1;
 }
 

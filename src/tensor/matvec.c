@@ -7,6 +7,7 @@
 #include "tensor/qgemm.h"
 #include "tensor/kernels.h"
 #include "tensor/nf4.h"
+#include "tensor/q4r8.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -44,6 +45,10 @@ static size_t row_bytes(const sb_tensor *w) {
 void sb_get_row(const sb_tensor *w, int64_t r, float *out) {
     if (w->type == SB_NF4) {
         sb_nf4_get_rows(w, r, r + 1, out);
+        return;
+    }
+    if (w->type == SB_Q4_0_R8) {
+        sb_q4r8_get_row(w->data, w->ne[0], r, out);
         return;
     }
     const sb_type_traits *t = sb_type_traits_get(w->type);
@@ -164,7 +169,11 @@ static sb_qdot_fn qdot_best(int type) {
     return type >= 0 && type < SB_DTYPE_COUNT ? g_best[type] : NULL;
 }
 
+/* the best level of the repacked Q4_0 kernel (q4r8.h) */
+static int q4r8_level(void) { return isa() >= SB_ISA_AVX2 ? SB_ISA_AVX2 : SB_ISA_SCALAR; }
+
 int sb_act_type(int wtype) {
+    if (wtype == SB_Q4_0_R8) return SB_Q8_0;
     const qdot_row *r = qdot_row_of(wtype);
     return r ? r->act_type : SB_F32;
 }
@@ -210,6 +219,10 @@ static sb_qrows_fn qrows_best(int type, sb_qdot_fn dot) {
 
 void sb_matvec_q(const sb_tensor *w, const void *xq, float *y, int64_t row_begin, int64_t row_end) {
     const int64_t n = w->ne[0];
+    if (w->type == SB_Q4_0_R8) {
+        sb_q4r8_matmul(w->data, n, xq, 0, 1, y, 0, row_begin, row_end, q4r8_level());
+        return;
+    }
     const size_t rb = row_bytes(w);
     sb_qdot_fn dot = qdot_best(w->type);
     if (!dot) { /* no integer kernel: xq holds the floats */
@@ -231,6 +244,16 @@ void sb_matvec(const sb_tensor *w, const float *x, float *y, int64_t row_begin, 
         return;
     }
     const int64_t n = w->ne[0];
+    if (w->type == SB_Q4_0_R8) { /* each row back in Q4_0 bytes, then Q4_0's float path: the same sums */
+        uint8_t row[SB_Q4R8_MAX_IN / 32 * 18];
+        sb_tensor q = *w;
+        q.type = SB_Q4_0, q.ne[1] = 1, q.data = row, q.nbytes = (size_t)(n / 32) * 18;
+        for (int64_t r = row_begin; r < row_end; r++) {
+            sb_q4r8_row_bytes(w->data, n, r, row);
+            sb_matvec(&q, x, y + r, 0, 1);
+        }
+        return;
+    }
     const size_t rb = row_bytes(w);
     sb_row_dot_fn fast = sb_row_dot_for(w->type);
     if (fast) {
@@ -265,6 +288,10 @@ void sb_matmul_q(const sb_tensor *w, const void *xq, size_t xq_stride, int n, fl
                  int64_t r1) {
     const int64_t n_in = w->ne[0];
     const size_t rb = row_bytes(w);
+    if (w->type == SB_Q4_0_R8) {
+        sb_q4r8_matmul(w->data, n_in, xq, xq_stride, n, y, ldy, r0, r1, q4r8_level());
+        return;
+    }
     sb_qdot_fn dot = qdot_best(w->type);
     if (isa() >= SB_ISA_AVX512 && dot == sb_qdot_at(w->type, SB_ISA_AVX512) &&
         sb_gemm_q_avx512(w->type, w, xq, xq_stride, n, y, ldy, r0, r1))

@@ -5,6 +5,7 @@
  */
 #include "tensor/pgemm.h"
 #include "tensor/matvec.h"
+#include "tensor/q4r8.h"
 
 #include <math.h>
 #include <string.h>
@@ -13,6 +14,7 @@ static const sb_pgemm_type types[] = {
     {SB_Q4_0, 32, 18, 32, 8},   {SB_Q4_1, 32, 20, 32, -1},  {SB_Q5_0, 32, 22, 32, 16},
     {SB_Q5_1, 32, 24, 32, -1},  {SB_Q8_0, 32, 34, 32, 128}, {SB_Q4_K, 256, 144, 32, -1},
     {SB_Q5_K, 256, 176, 32, -1}, {SB_Q6_K, 256, 210, 16, 32},
+    {SB_Q4_0_R8, 32, 18, 32, 8}, /* Q4_0's blocks 8 rows interleaved (q4r8.h): no AVX-512 panels */
 };
 
 const sb_pgemm_type *sb_pgemm_type_of(int wtype) {
@@ -22,11 +24,13 @@ const sb_pgemm_type *sb_pgemm_type_of(int wtype) {
 }
 
 bool sb_pgemm_has(int wtype, int level) {
+    if (wtype == SB_Q4_0_R8 && level == SB_ISA_AVX512) return false;
     return sb_pgemm_type_of(wtype) && (level == SB_ISA_SCALAR || level == SB_ISA_AVX2 || level == SB_ISA_AVX512);
 }
 
 int sb_pgemm_level(int wtype) {
     if (!sb_pgemm_type_of(wtype)) return -1;
+    if (wtype == SB_Q4_0_R8) return sb_isa_supported(SB_ISA_AVX2) ? SB_ISA_AVX2 : -1;
     return sb_isa_supported(SB_ISA_AVX512) ? SB_ISA_AVX512 : sb_isa_supported(SB_ISA_AVX2) ? SB_ISA_AVX2 : -1;
 }
 
@@ -120,8 +124,12 @@ static void pgemm_scalar(const sb_pgemm_type *t, const sb_tensor *w, const void 
     const int ng = t->qk / t->g;
     uint8_t u[256];
     float d[16], m[16];
+    static _Thread_local uint8_t r8row[SB_Q4R8_MAX_IN / 32 * 18]; /* SB_Q4_0_R8: a row back in Q4_0 bytes */
+    const bool r8 = t->type == SB_Q4_0_R8;
+    if (r8) t = sb_pgemm_type_of(SB_Q4_0);
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)r * (size_t)nblk * (size_t)t->bsz;
+        if (r8) sb_q4r8_row_bytes(w->data, n_in, r, r8row), row = r8row;
         for (int b = 0; b < n; b++) {
             const sb_q8p *x = (const sb_q8p *)(const void *)((const uint8_t *)xa + (size_t)b * xa_stride);
             float acc = 0;
@@ -147,6 +155,7 @@ void sb_pgemm(const sb_tensor *w, const void *xa, size_t xa_stride, int n, float
               int64_t r1, void *scratch, int level) {
     const sb_pgemm_type *t = sb_pgemm_type_of(w->type);
     if (!t || r1 <= r0) return;
+    if (t->type == SB_Q4_0_R8 && level == SB_ISA_AVX512) level = SB_ISA_AVX2;
     if (level == SB_ISA_AVX512) sb_pgemm_avx512(t, w, xa, xa_stride, n, y, ldy, r0, r1, scratch);
     else if (level == SB_ISA_AVX2) sb_pgemm_avx2(t, w, xa, xa_stride, n, y, ldy, r0, r1, scratch);
     else pgemm_scalar(t, w, xa, xa_stride, n, y, ldy, r0, r1);

@@ -22,6 +22,8 @@
  */
 #include "tensor/pgemm.h"
 
+#include "tensor/simd_avx2.h"
+
 #include <immintrin.h>
 #include <string.h>
 
@@ -34,18 +36,7 @@ static inline size_t rec_bytes(int g) { return (size_t)(R * g + 2 * 32); }
  * Rows past the end repeat the last one (their outputs are not stored). */
 
 /* 16 bytes at off of each row: out[q] lane r = dword q of row r */
-static inline void chunk(const uint8_t *const row[R], size_t off, __m256i out[4]) {
-    __m256i t[4];
-    _Pragma("GCC unroll 4")
-    for (int a = 0; a < 4; a++)
-        t[a] = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(row[a] + off))),
-            _mm_loadu_si128((const __m128i *)(const void *)(row[a + 4] + off)), 1);
-    const __m256i u0 = _mm256_unpacklo_epi32(t[0], t[1]), u1 = _mm256_unpackhi_epi32(t[0], t[1]);
-    const __m256i u2 = _mm256_unpacklo_epi32(t[2], t[3]), u3 = _mm256_unpackhi_epi32(t[2], t[3]);
-    out[0] = _mm256_unpacklo_epi64(u0, u2), out[1] = _mm256_unpackhi_epi64(u0, u2);
-    out[2] = _mm256_unpacklo_epi64(u1, u3), out[3] = _mm256_unpackhi_epi64(u1, u3);
-}
+static inline void chunk(const uint8_t *const row[R], size_t off, __m256i out[4]) { sb_dwords8x16(row, off, out); }
 static inline void put(uint8_t *p, __m256i v) { _mm256_store_si256((__m256i *)(void *)p, v); }
 static inline void putf(uint8_t *p, __m256 v) { _mm256_store_ps((float *)(void *)p, v); }
 static inline __m256i nib_lo(__m256i v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0f)); }
@@ -75,6 +66,20 @@ static void pack(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int64_t 
     const int64_t nblk = w->ne[0] / t->qk;
     const size_t rb = (size_t)nblk * (size_t)t->bsz, rec = rec_bytes(t->g);
     const int nr = r1 - r < R ? (int)(r1 - r) : R;
+    if (t->type == SB_Q4_0_R8) { /* the group's records are the chunks already (q4r8.h); r is a multiple of 8 */
+        const uint8_t *grp = (const uint8_t *)w->data + (size_t)(r / 8) * 8 * rb, *sc = grp + (size_t)nblk * 128;
+        for (int64_t k = 0; k < nblk; k++) {
+            uint8_t *p = panel + (size_t)k * rec;
+            _Pragma("GCC unroll 4")
+            for (int q = 0; q < 4; q++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(grp + (size_t)k * 128 + 32 * q));
+                put(p + 32 * q, nib_lo(v)), put(p + 32 * (q + 4), nib_hi(v));
+            }
+            putf(p + R * 32, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(sc + (size_t)k * 16))));
+            putf(p + R * 32 + 32, _mm256_setzero_ps());
+        }
+        return;
+    }
     const uint8_t *rows[R];
     for (int i = 0; i < R; i++) rows[i] = (const uint8_t *)w->data + (size_t)(r + (i < nr ? i : nr - 1)) * rb;
     for (int64_t k = 0; k < nblk; k++) {
@@ -298,7 +303,8 @@ void sb_pgemm_avx2(const sb_pgemm_type *t, const sb_tensor *w, const void *xa, s
     const int64_t n_groups = w->ne[0] / t->g;
     void (*k)(const uint8_t *, int64_t, int, const sb_q8p *const[JMAX], float *const[JMAX], int);
     switch (t->type) {
-    case SB_Q4_0: k = k_q4_bias; break;
+    case SB_Q4_0:
+    case SB_Q4_0_R8: k = k_q4_bias; break;
     case SB_Q4_1:
     case SB_Q4_K: k = k_q4_min; break;
     case SB_Q5_0: k = k_q5_bias; break;

@@ -6,6 +6,23 @@
 #define SB_SIMD_AVX2_H
 
 #include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* 16 bytes at off of each of 8 rows, transposed by dwords: out[q] lane r =
+ * dword q (bytes 4q..4q+3) of row r. */
+static inline void sb_dwords8x16(const uint8_t *const row[8], size_t off, __m256i out[4]) {
+    __m256i t[4];
+    _Pragma("GCC unroll 4")
+    for (int a = 0; a < 4; a++)
+        t[a] = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(row[a] + off))),
+            _mm_loadu_si128((const __m128i *)(const void *)(row[a + 4] + off)), 1);
+    const __m256i u0 = _mm256_unpacklo_epi32(t[0], t[1]), u1 = _mm256_unpackhi_epi32(t[0], t[1]);
+    const __m256i u2 = _mm256_unpacklo_epi32(t[2], t[3]), u3 = _mm256_unpackhi_epi32(t[2], t[3]);
+    out[0] = _mm256_unpacklo_epi64(u0, u2), out[1] = _mm256_unpackhi_epi64(u0, u2);
+    out[2] = _mm256_unpacklo_epi64(u1, u3), out[3] = _mm256_unpackhi_epi64(u1, u3);
+}
 
 /* the sum of the 8 lanes */
 static inline float sb_hsum256(__m256 v) {

@@ -39,7 +39,8 @@ typedef enum sb_dtype {
     SB_F64 = 28,
     SB_BF16 = 30,
     SB_NF4 = 100, /* bitsandbytes' NF4 (tensor/nf4.h); not a ggml type (ids far above ggml's), never in a GGUF file */
-    SB_DTYPE_COUNT = 101, /* table size; ids >= this are unknown */
+    SB_Q4_0_R8 = 101, /* Q4_0 repacked 8 rows at a time for decode (tensor/q4r8.h); in memory only, never in a file */
+    SB_DTYPE_COUNT = 102, /* table size; ids >= this are unknown */
 } sb_dtype;
 
 #define SB_QK_K 256 /* super-block size of the K-quants */
