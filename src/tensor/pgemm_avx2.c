@@ -21,6 +21,7 @@
  * after the run-time check (sb_pgemm_level).
  */
 #include "tensor/pgemm.h"
+#include "tensor/q4r8.h"
 
 #include "tensor/simd_avx2.h"
 
@@ -67,15 +68,15 @@ static void pack(const sb_pgemm_type *t, const sb_tensor *w, int64_t r, int64_t 
     const size_t rb = (size_t)nblk * (size_t)t->bsz, rec = rec_bytes(t->g);
     const int nr = r1 - r < R ? (int)(r1 - r) : R;
     if (t->type == SB_Q4_0_R8) { /* the group's records are the chunks already (q4r8.h); r is a multiple of 8 */
-        const uint8_t *grp = (const uint8_t *)w->data + (size_t)(r / 8) * 8 * rb, *sc = grp + (size_t)nblk * 128;
+        const uint8_t *grp = (const uint8_t *)w->data + (size_t)(r / 8) * 8 * rb;
         for (int64_t k = 0; k < nblk; k++) {
             uint8_t *p = panel + (size_t)k * rec;
             _Pragma("GCC unroll 4")
             for (int q = 0; q < 4; q++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(grp + (size_t)k * 128 + 32 * q));
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(grp + sb_q4r8_qs_off(nblk, k) + 32 * q));
                 put(p + 32 * q, nib_lo(v)), put(p + 32 * (q + 4), nib_hi(v));
             }
-            putf(p + R * 32, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(sc + (size_t)k * 16))));
+            putf(p + R * 32, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(grp + sb_q4r8_d_off(k)))));
             putf(p + R * 32 + 32, _mm256_setzero_ps());
         }
         return;

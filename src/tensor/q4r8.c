@@ -15,8 +15,10 @@ bool sb_q4r8_fits(int64_t ne0, int64_t rows) {
 }
 
 /* byte j (0..15) of block k's qs in lane r, within the group's records */
-static inline size_t qs_at(int64_t k, int r, int j) { return (size_t)k * 128 + (size_t)(j / 4) * 32 + (size_t)r * 4 + (size_t)(j % 4); }
-static inline size_t d_at(int64_t nb, int64_t k, int r) { return (size_t)nb * 128 + (size_t)k * 16 + (size_t)r * 2; }
+static inline size_t qs_at(int64_t nb, int64_t k, int r, int j) {
+    return sb_q4r8_qs_off(nb, k) + (size_t)(j / 4) * 32 + (size_t)r * 4 + (size_t)(j % 4);
+}
+static inline size_t d_at(int64_t nb, int64_t k, int r) { return sb_q4r8_d_off(k) + (size_t)r * 2; }
 
 void sb_q4r8_pack(const void *src, void *dst, int64_t ne0, int64_t r0, int64_t r1) {
     (sb_isa_supported(SB_ISA_AVX2) ? sb_q4r8_pack_avx2 : sb_q4r8_pack_scalar)(src, dst, ne0, r0, r1);
@@ -32,7 +34,7 @@ void sb_q4r8_pack_scalar(const void *src, void *dst, int64_t ne0, int64_t r0, in
             for (int64_t k = 0; k < nb; k++) {
                 const uint8_t *b = in + (size_t)r * rb + (size_t)k * QB;
                 memcpy(out + d_at(nb, k, r), b, 2);
-                for (int j = 0; j < 16; j++) out[qs_at(k, r, j)] = b[2 + j];
+                for (int j = 0; j < 16; j++) out[qs_at(nb, k, r, j)] = b[2 + j];
             }
     }
 }
@@ -44,7 +46,7 @@ void sb_q4r8_row_bytes(const void *data, int64_t ne0, int64_t r, void *out) {
     uint8_t *o = out;
     for (int64_t k = 0; k < nb; k++, o += QB) {
         memcpy(o, grp + d_at(nb, k, lane), 2);
-        for (int j = 0; j < 16; j++) o[2 + j] = grp[qs_at(k, lane, j)];
+        for (int j = 0; j < 16; j++) o[2 + j] = grp[qs_at(nb, k, lane, j)];
     }
 }
 
@@ -57,7 +59,7 @@ void sb_q4r8_get_row(const void *data, int64_t ne0, int64_t r, float *out) {
         memcpy(&h, grp + d_at(nb, k, lane), 2);
         const float d = sb_f16_to_f32(h);
         for (int j = 0; j < 16; j++) {
-            const uint8_t q = grp[qs_at(k, lane, j)];
+            const uint8_t q = grp[qs_at(nb, k, lane, j)];
             out[j] = (float)((q & 0xf) - 8) * d;
             out[j + 16] = (float)((q >> 4) - 8) * d;
         }
@@ -76,7 +78,7 @@ void sb_q4r8_scalar(const void *w, int64_t ne0, const void *xq, size_t xq_stride
             for (int64_t k = 0; k < nb; k++) {
                 int s = 0;
                 for (int j = 0; j < 16; j++) {
-                    const uint8_t q = grp[qs_at(k, lane, j)];
+                    const uint8_t q = grp[qs_at(nb, k, lane, j)];
                     s += ((q & 0xf) - 8) * x[k].qs[j] + ((q >> 4) - 8) * x[k].qs[j + 16];
                 }
                 uint16_t h;

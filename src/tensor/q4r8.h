@@ -12,11 +12,14 @@
  *
  * Layout of a group of 8 rows (g = row / 8), nb = ne0 / 32 blocks per row,
  * 8 * nb * 18 bytes in all (the same bytes as the 8 Q4_0 rows, so row
- * offsets that are multiples of 8 stay row offsets):
- *   nb records of 128 bytes: record k, vector q (q = 0..3, 32 bytes), dword
- *     r = bytes 4q..4q+3 of block k's qs in row r (low nibbles: elements
- *     4q..4q+3, high nibbles: 16+4q..16+4q+3);
- *   then nb records of 16 bytes: record k = block k's f16 scale d of rows 0..7.
+ * offsets that are multiples of 8 stay row offsets), one sequential stream:
+ * blocks in runs of 4 (the last run: nb % 4 if not 0), each run
+ *   the runs' f16 scales, 16 bytes per block: block k's d of rows 0..7;
+ *   then per block 128 bytes, vector q (q = 0..3, 32 bytes), dword r = bytes
+ *     4q..4q+3 of block k's qs in row r (low nibbles: elements 4q..4q+3,
+ *     high nibbles: 16+4q..16+4q+3).
+ * (Scales kept apart at the end of the group made a second stream per group
+ * and measured slower from DRAM.)
  *
  * The arithmetic is sb_qdot_q4_0_scalar's, per row and block in the same
  * order: sum += d * x.d * (float)(sum (u - 8) * qx), the integer exact, so
@@ -31,6 +34,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+/* byte offsets, within a group, of block k's nibble vectors and scales */
+static inline size_t sb_q4r8_qs_off(int64_t nb, int64_t k) {
+    const int64_t run = k / 4, m = nb - 4 * run < 4 ? nb - 4 * run : 4;
+    return (size_t)run * 576 + (size_t)m * 16 + (size_t)(k % 4) * 128;
+}
+static inline size_t sb_q4r8_d_off(int64_t k) { return (size_t)(k / 4) * 576 + (size_t)(k % 4) * 16; }
 
 #define SB_Q4R8_MAX_IN 32768 /* longest row: the kernels keep a row's block sums on the stack */
 

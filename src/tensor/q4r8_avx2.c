@@ -37,11 +37,10 @@ static inline int32_t ld32(const int8_t *p) {
 static inline __attribute__((always_inline)) void group(const uint8_t *grp, int64_t nb, const sb_q8a *const x[JMAX],
                                                         const int32_t *const c[JMAX], float *out, const int J) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-    const uint8_t *sc = grp + (size_t)nb * 128;
     __m256 acc[JMAX];
     _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t k = 0; k < nb; k++) {
-        const uint8_t *qv = grp + (size_t)k * 128;
+        const uint8_t *qv = grp + sb_q4r8_qs_off(nb, k);
         __m256i p[JMAX];
         _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(qv + 32 * q));
@@ -53,7 +52,7 @@ static inline __attribute__((always_inline)) void group(const uint8_t *grp, int6
                 p[j] = q == 0 ? t : _mm256_add_epi16(p[j], t);
             }
         }
-        const __m256 ds = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(sc + (size_t)k * 16)));
+        const __m256 ds = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(grp + sb_q4r8_d_off(k))));
         _Pragma("GCC unroll 4") for (int j = 0; j < J; j++) {
             const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(p[j], ones), _mm256_set1_epi32(c[j][k]));
             const __m256 d = _mm256_mul_ps(ds, _mm256_set1_ps(x[j][k].d));
@@ -72,18 +71,13 @@ static inline __attribute__((always_inline)) void groups1(const uint8_t *const g
     __m256 acc[S];
     _Pragma("GCC unroll 4") for (int i = 0; i < S; i++) acc[i] = _mm256_setzero_ps();
     for (int64_t k = 0; k < nb; k++) {
+        const size_t qo = sb_q4r8_qs_off(nb, k), dof = sb_q4r8_d_off(k);
         __m256i p[S];
-#ifdef PF
-        _Pragma("GCC unroll 4") for (int i = 0; i < S; i++) {
-            _mm_prefetch((const char *)grp[i] + (size_t)k * 128 + PF, _MM_HINT_T0);
-            _mm_prefetch((const char *)grp[i] + (size_t)k * 128 + PF + 64, _MM_HINT_T0);
-        }
-#endif
         _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
             const __m256i xl = _mm256_set1_epi32(ld32(x[k].qs + 4 * q));
             const __m256i xh = _mm256_set1_epi32(ld32(x[k].qs + 16 + 4 * q));
             _Pragma("GCC unroll 4") for (int i = 0; i < S; i++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(grp[i] + (size_t)k * 128 + 32 * q));
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(grp[i] + qo + 32 * q));
                 const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
                 const __m256i t = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh));
                 p[i] = q == 0 ? t : _mm256_add_epi16(p[i], t);
@@ -92,7 +86,7 @@ static inline __attribute__((always_inline)) void groups1(const uint8_t *const g
         const __m256i ck = _mm256_set1_epi32(c[k]);
         const __m256 dx = _mm256_set1_ps(x[k].d);
         _Pragma("GCC unroll 4") for (int i = 0; i < S; i++) {
-            const __m256 ds = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(grp[i] + (size_t)nb * 128 + (size_t)k * 16)));
+            const __m256 ds = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(grp[i] + dof)));
             const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(p[i], ones), ck);
             acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(_mm256_mul_ps(ds, dx), _mm256_cvtepi32_ps(s)));
         }
@@ -162,14 +156,14 @@ void sb_q4r8_pack_avx2(const void *src, void *dst, int64_t ne0, int64_t r0, int6
     const size_t rb = (size_t)nb * 18;
     for (int64_t g = r0 / 8; g < r1 / 8; g++) {
         const uint8_t *in = (const uint8_t *)src + (size_t)g * 8 * rb;
-        uint8_t *out = (uint8_t *)dst + (size_t)g * 8 * rb, *sc = out + (size_t)nb * 128;
+        uint8_t *out = (uint8_t *)dst + (size_t)g * 8 * rb;
         for (int64_t k = 0; k < nb; k++) {
             const uint8_t *row[8];
             for (int r = 0; r < 8; r++) row[r] = in + (size_t)r * rb + (size_t)k * 18;
             __m256i v[4];
             sb_dwords8x16(row, 2, v);
-            for (int q = 0; q < 4; q++) _mm256_storeu_si256((__m256i *)(void *)(out + (size_t)k * 128 + 32 * q), v[q]);
-            for (int r = 0; r < 8; r++) memcpy(sc + (size_t)k * 16 + 2 * r, row[r], 2);
+            for (int q = 0; q < 4; q++) _mm256_storeu_si256((__m256i *)(void *)(out + sb_q4r8_qs_off(nb, k) + 32 * q), v[q]);
+            for (int r = 0; r < 8; r++) memcpy(out + sb_q4r8_d_off(k) + 2 * r, row[r], 2);
         }
     }
 }
