@@ -3,7 +3,7 @@
  * activations) over one weight matrix, per weight type, reported as GB/s of
  * weights streamed, in the thread's CPU time and in wall time.
  *
- *   build/bench/matvec [-t THREADS] [-r ROWS] [-c COLS] [-p PASSES] [-f] [-4] [TYPE...]
+ *   build/bench/matvec [-t THREADS] [-r ROWS] [-c COLS] [-p PASSES] [-f | -2] [-4] [TYPE...]
  *
  * Defaults: 8192 x 3072 (Phi-3-mini's ffn_up: 3x the 32 MiB L3 at Q8_0, about
  * the L3 at Q4_0) and types q4_0 q8_0 q4_1 q4_k q5_k q6_k; -r 32064 gives the
@@ -13,7 +13,8 @@
  * threads as the decoder splits them (contiguous halves). The weights sit
  * in 2 MiB pages (MADV_HUGEPAGE); -4: 4 KiB pages (MADV_NOHUGEPAGE), as a
  * model file's mapping mostly gets. -f: float
- * activations (sb_matvec: the logits' path) instead.
+ * activations (sb_matvec: exact mode's logits) instead; -2: two-level 8-bit
+ * activations (sb_matvec_q2: fast mode's logits; Q6_K only)
  */
 #include "base/threadpool.h"
 #include "tensor/kernels.h"
@@ -44,7 +45,8 @@ typedef struct job {
     sb_tensor w;
     const void *xq;
     float *y;
-    const float *x; /* non-NULL: float activations (sb_matvec, as the logits) */
+    const float *x; /* non-NULL: float activations (sb_matvec, as exact mode's logits) */
+    int two;        /* xq holds two-level activations (sb_matvec_q2) */
     int passes;
     double cpu[64];
 } job;
@@ -55,12 +57,13 @@ static void worker(void *arg, int ith, int nth) {
     double t0 = now(CLOCK_THREAD_CPUTIME_ID);
     for (int p = 0; p < j->passes; p++)
         if (r0 < r1 && j->x) sb_matvec(&j->w, j->x, j->y, r0, r1);
+        else if (r0 < r1 && j->two) sb_matvec_q2(&j->w, j->xq, j->y, r0, r1);
         else if (r0 < r1) sb_matvec_q(&j->w, j->xq, j->y, r0, r1);
     j->cpu[ith] = now(CLOCK_THREAD_CPUTIME_ID) - t0;
 }
 
 int main(int argc, char **argv) {
-    int threads = 1, passes = 0, float_x = 0, small_pages = 0;
+    int threads = 1, passes = 0, float_x = 0, two = 0, small_pages = 0;
     int64_t rows = 8192, cols = 3072;
     const char *names[16];
     int n_names = 0;
@@ -70,6 +73,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-c") && i + 1 < argc) cols = atoll(argv[++i]);
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) passes = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-f")) float_x = 1;
+        else if (!strcmp(argv[i], "-2")) two = 1;
         else if (!strcmp(argv[i], "-4")) small_pages = 1;
         else if (n_names < 16) names[n_names++] = argv[i];
     }
@@ -116,12 +120,18 @@ int main(int argc, char **argv) {
         const int wtype = r8 ? SB_Q4_0_R8 : type;
         const int act = sb_act_type(wtype);
         float *x = malloc(sizeof(float) * cols), *y = malloc(sizeof(float) * rows);
-        void *xq = malloc(sb_act_bytes(act, cols));
+        if (two && !sb_act2_bytes(type, cols)) {
+            fprintf(stderr, "%s: no two-level activation kernel\n", names[k]);
+            return 1;
+        }
+        void *xq = malloc(two ? sb_act2_bytes(type, cols) : sb_act_bytes(act, cols));
         for (int64_t i = 0; i < cols; i++) x[i] = (float)((i * 7919) % 2001 - 1000) / 1000.0f;
-        sb_act_quantize(act, x, xq, cols);
+        if (two) sb_act2_quantize(wtype, x, xq, cols);
+        else sb_act_quantize(act, x, xq, cols);
         job j = {.w = {.name = "w", .type = wtype, .n_dims = 2, .ne = {cols, rows, 1, 1}, .data = w, .nbytes = bytes},
                  .xq = xq,
                  .x = float_x ? x : NULL,
+                 .two = two,
                  .y = y};
         j.passes = passes > 0 ? passes : (int)(4e9 / (double)bytes) + 1; /* about 4 GB per measurement */
         job warm = j;

@@ -316,13 +316,44 @@ static void mv_multi(sb_ctx *c, const float *x, int count, const sb_tensor *cons
     else sb_pool_run(c->pool, mv_group_worker, &g);
 }
 
-/* The logits keep float activations even in fast mode: they are what the
- * sampler reads, the final hidden state's outliers make 8-bit blocks lose
- * most (measured on SmolLM2: 0.5% of a logit from lm_head alone, enough to
- * change a greedy answer), and for a memory-bound Q8_0 lm_head the float
- * kernel costs about 3% of a token. */
+/* The logits: what the sampler reads. The final hidden state's outliers
+ * make 8-bit blocks lose most (SmolLM2: up to 0.42 on logits up to 39 from
+ * lm_head alone, enough to change a greedy answer), so fast mode gives a
+ * Q8_0 or Q6_K lm_head two-level activations (sb_matvec_q2: the block's
+ * 8-bit rounding plus its error rounded again with 1/254 of the step; per
+ * element within 1/64516 of the block's largest |x|, 1/254 of one level's
+ * error, bound tested in test_kernels). Measured against float activations
+ * (sb_matvec), the largest logit difference: SmolLM2 (Q8_0) 0.0017 (one
+ * level: 0.42), Phi-3-mini random weights Q6_K 1.7e-4, Q8_0 1.1e-4 (one
+ * level: 0.037, 0.030). Speed: Q6_K 15 GB/s a thread (float: 7; one level:
+ * 21), Q8_0 20 (13; 25); decode of the Phi-3-mini Q4_0 file 1-5% faster
+ * (median about 2.5%) at 2 threads, Q8_0 about 2.5% (bench/infer -n 32,
+ * six and three alternated A/B pairs, noisy host). Other types, exact mode
+ * and a prompt's all-position logits keep float activations (sb_matvec).
+ * Rows split over the threads as mv() splits them; xq (2 blocks per block
+ * of D) fits in c->xq's first rows. */
+typedef struct logits_task {
+    const sb_tensor *w;
+    const void *xq;
+    float *y;
+    int64_t n;
+} logits_task;
+
+static void logits_worker(void *arg, int ith, int nth) {
+    const logits_task *t = arg;
+    int64_t per = (t->n + nth - 1) / nth, r0 = (int64_t)ith * per, r1 = r0 + per < t->n ? r0 + per : t->n;
+    if (r0 < r1) sb_matvec_q2(t->w, t->xq, t->y, r0, r1);
+}
+
 static void mv_logits(sb_ctx *c, const sb_tensor *w, const float *x, float *y, int64_t n) {
-    mv_as(c, w, x, y, n, SB_F32);
+    if (c->exact || !sb_act2_bytes(w->type, w->ne[0])) {
+        mv_as(c, w, x, y, n, SB_F32);
+        return;
+    }
+    sb_act2_quantize(w->type, x, c->xq, w->ne[0]);
+    logits_task t = {w, c->xq, y, n};
+    if (n < 256 || !c->pool) sb_matvec_q2(w, c->xq, y, 0, n);
+    else sb_pool_run(c->pool, logits_worker, &t);
 }
 
 /* Per-row steps of a prompt batch (norms, SwiGLU, activation quantizing),

@@ -60,6 +60,27 @@ void sb_quantize_q8k(const float *x, sb_q8k *y, int64_t n);
 /* The same bytes, with AVX2 (chosen by sb_act_quantize when the CPU has it). */
 void sb_quantize_q8a_avx2(const float *x, sb_q8a *y, int64_t n);
 void sb_quantize_q8k_avx2(const float *x, sb_q8k *y, int64_t n);
+/* Two-level activations, for the logits (matvec.h sb_matvec_q2): per block
+ * two blocks of the one-level type, y[2i] = the block as sb_quantize_q8a /
+ * q8k rounds it (step d1), y[2i+1] = its rounding error r = x - d1 * q1
+ * rounded with the fixed step d2 = d1 / 254 (|r| <= d1 / 2, so |q2| <= 127).
+ * x ~ d1 * q1 + d2 * q2 within d2 / 2 = d1 / 508 per element (plus f32
+ * rounding of r): 1/254 of the one-level error. 2 * (n / block) blocks. */
+void sb_quantize_q8a2(const float *x, sb_q8a *y, int64_t n);
+void sb_quantize_q8k2(const float *x, sb_q8k *y, int64_t n);
+void sb_quantize_q8a2_avx2(const float *x, sb_q8a *y, int64_t n);
+void sb_quantize_q8k2_avx2(const float *x, sb_q8k *y, int64_t n);
+/* Rows times two-level activations, one weight unpack feeding two integer
+ * chains. Q6_K: d * (d1 * isum1 + d2 * isum2) per super-block, isum1/2 the
+ * exact integer sums of the levels (the AVX2 kernels bit-identical to the
+ * scalar one). Q8_0: dw * d2 * (254 * s1 + s2) per block (AVX2: per-lane
+ * float sums, another order). */
+float sb_qdot_q6_k2_scalar(const void *row, const void *xq, int64_t n);
+float sb_qdot_q6_k2_avx2(const void *row, const void *xq, int64_t n);
+void sb_qrows_q6_k2_avx2(const void *w, size_t row_bytes, const void *xq, int64_t n, float *y, int64_t nrows);
+float sb_qdot_q8_0_2_scalar(const void *row, const void *xq, int64_t n);
+float sb_qdot_q8_0_2_avx2(const void *row, const void *xq, int64_t n);
+void sb_qrows_q8_0_2_avx2(const void *w, size_t row_bytes, const void *xq, int64_t n, float *y, int64_t nrows);
 /* Q4_K/Q5_K 6-bit (scale, min) of sub-block j from the 12 scale bytes. */
 void sb_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
 /* All eight at once, the same values: u bytes 0..7 the scales, 8..15 the

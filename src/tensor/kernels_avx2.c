@@ -12,6 +12,7 @@
 #include <immintrin.h>
 
 #include "tensor/simd_avx2.h"
+#include <float.h>
 #include <string.h>
 
 
@@ -467,6 +468,31 @@ QROWS_AVX2(q4_0, 32)
 QROWS_AVX2(q4_1, 32)
 QROWS_AVX2(q8_0, 32)
 
+/* Q8_0 x two-level activations (pairs of sb_q8a, d2 = d1 / 254): per block
+ * one w load and sign move feed both levels, 254 * (w . q1) + w . q2 in
+ * int32 lanes (|.| < 2^24: exact in f32), scaled by dw * d2. */
+static inline __attribute__((always_inline)) void q8_0_2_rows(const uint8_t *w, size_t stride, const sb_q8a *x, int64_t nb,
+                                                              float *out, const int R) {
+    const __m256i k254 = _mm256_set1_epi16(254), one = _mm256_set1_epi16(1);
+    __m256 acc[QR];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i x1 = _mm256_loadu_si256((const __m256i *)x[2 * i].qs);
+        const __m256i x2 = _mm256_loadu_si256((const __m256i *)x[2 * i + 1].qs);
+        const __m256 dx = _mm256_set1_ps(x[2 * i + 1].d);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const uint8_t *b = w + (size_t)r * stride + 34 * i;
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(b + 2)), aw = _mm256_sign_epi8(wv, wv);
+            const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x1, wv)), k254);
+            const __m256i p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x2, wv)), one);
+            const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(f16x8(b)), dx);
+            acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(p1, p2)), acc[r]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] = sb_hsum256(acc[r]);
+}
+QROWS_AVX2(q8_0_2, 32)
+
 /* ---- Q4_K / Q5_K, several rows at a time ----
  *
  * Every super-block's integers are summed exactly (isum = sum_j sc_j *
@@ -630,6 +656,80 @@ static inline __attribute__((always_inline)) void q6_k_rows(const uint8_t *w, si
 }
 QROWS_AVX2(q6_k, 256)
 
+/* ---- Q6_K x two-level activations (kernels.h sb_quantize_q8k2) ----
+ * One unpack of the 6-bit values feeds two maddubs chains, one per level
+ * (x[0] the block, x[1] its residual); each level's isum exactly as
+ * q6_k_block, then d * (d1 * isum1 + d2 * isum2) as the scalar kernel
+ * (bit-identical at every R). */
+static inline __attribute__((always_inline)) void q6_k2_block(const uint8_t *b, const sb_q8k *x, __m256i bs1, __m256i bs2,
+                                                              __m256i *is1_out, __m256i *is2_out) {
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(b + 192)));
+    __m256i is1 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs1), 5));
+    __m256i is2 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs2), 5));
+    _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+        const int8_t *x1 = x[0].qs + 128 * h, *x2 = x[1].qs + 128 * h;
+        const __m256i s = h ? _mm256_permute4x64_epi64(sc16, 0xee) : _mm256_permute4x64_epi64(sc16, 0x44);
+        __m256i q[4];
+        q6_unpack(ql, qh, q);
+        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+            const __m256i ctl = _mm256_setr_epi8(4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+                                                 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,
+                                                 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2,
+                                                 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3,
+                                                 4 * k + 2, 4 * k + 3);
+            const __m256i sk = _mm256_shuffle_epi8(s, ctl);
+            const __m256i p1 = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(const void *)(x1 + 32 * k)));
+            const __m256i p2 = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(const void *)(x2 + 32 * k)));
+            is1 = _mm256_add_epi32(is1, _mm256_madd_epi16(p1, sk));
+            is2 = _mm256_add_epi32(is2, _mm256_madd_epi16(p2, sk));
+        }
+    }
+    *is1_out = is1;
+    *is2_out = is2;
+}
+
+/* xq: 2 sb_q8k per super-block; nsb super-blocks */
+static inline __attribute__((always_inline)) void q6_k2_rows(const uint8_t *w, size_t stride, const sb_q8k *x, int64_t nsb,
+                                                             float *out, const int R) {
+    float sum1 = 0;
+    __m128 sum4 = _mm_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, x += 2) {
+        const __m256i bs1 = _mm256_loadu_si256((const __m256i *)(const void *)x[0].bsums);
+        const __m256i bs2 = _mm256_loadu_si256((const __m256i *)(const void *)x[1].bsums);
+        const uint8_t *b0 = w + 210 * i;
+        if (R == 1) {
+            __m256i is1, is2;
+            q6_k2_block(b0, x, bs1, bs2, &is1, &is2);
+            const float s1 = x[0].d * (float)hsum_i32(is1);
+            const float s2 = x[1].d * (float)hsum_i32(is2);
+            const float t = s1 + s2;
+            const float v = load_f16(b0 + 208) * t;
+            sum1 += v;
+            continue;
+        }
+        __m256i z[QR];
+        _Pragma("GCC unroll 4") for (int r = 0; r < QR; r++) {
+            __m256i is1, is2;
+            q6_k2_block(b0 + (size_t)r * stride, x, bs1, bs2, &is1, &is2);
+            z[r] = _mm256_set_m128i(_mm_add_epi32(_mm256_castsi256_si128(is2), _mm256_extracti128_si256(is2, 1)),
+                                    _mm_add_epi32(_mm256_castsi256_si128(is1), _mm256_extracti128_si256(is1, 1)));
+        }
+        /* [isum1 of rows 0..3 | isum2 of rows 0..3] */
+        const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(z[0], z[1]), _mm256_hadd_epi32(z[2], z[3]));
+        const __m256 s = _mm256_mul_ps(_mm256_setr_ps(x[0].d, x[0].d, x[0].d, x[0].d, x[1].d, x[1].d, x[1].d, x[1].d),
+                                       _mm256_cvtepi32_ps(t));
+        uint16_t h[4];
+        for (int r = 0; r < QR; r++) memcpy(&h[r], b0 + (size_t)r * stride + 208, 2);
+        const __m128 d = _mm_cvtph_ps(_mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], 0, 0, 0, 0));
+        const __m128 tt = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        sum4 = _mm_add_ps(sum4, _mm_mul_ps(d, tt));
+    }
+    if (R == 1) out[0] = sum1;
+    else _mm_storeu_ps(out, sum4);
+}
+QROWS_AVX2(q6_k2, 256)
+
 /* ==== activation quantizers: the same bytes as kernels_scalar.c's (max is
  * exact in any order; x * id and round-to-nearest-even are the same IEEE
  * operations), 8 lanes at a time ==== */
@@ -683,5 +783,43 @@ void sb_quantize_q8k_avx2(const float *x, sb_q8k *y, int64_t n) {
             y->bsums[2 * c + 1] = (int16_t)hsum_i32(_mm256_add_epi32(q[2], q[3]));
         }
         y->d = d;
+    }
+}
+
+/* Two levels, the bytes of kernels_scalar.c's sb_quantize_q8a2 / q8k2: the
+ * residual x - d1 * q1 (one product, one difference per lane) of 32
+ * elements rounded with id2 = 1 / (d1 / 254) into out; q the int32 values */
+static inline void residual_32(const float *x, float d1, const int8_t *q1, float id2, int8_t *out, __m256i q[4]) {
+    float r[32];
+    const __m256 d = _mm256_set1_ps(d1);
+    for (int j = 0; j < 32; j += 8) {
+        const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(q1 + j))));
+        _mm256_storeu_ps(r + j, _mm256_sub_ps(_mm256_loadu_ps(x + j), _mm256_mul_ps(d, v)));
+    }
+    q8_32(r, _mm256_set1_ps(id2), out, q);
+}
+
+void sb_quantize_q8a2_avx2(const float *x, sb_q8a *y, int64_t n) {
+    for (int64_t i = 0; i < n / 32; i++, x += 32, y += 2) {
+        sb_quantize_q8a_avx2(x, y, 32);
+        const float d2 = y->d / 254.0f, id2 = d2 >= FLT_MIN ? 1.0f / d2 : 0.0f;
+        __m256i q[4];
+        residual_32(x, y->d, y->qs, id2, y[1].qs, q);
+        y[1].d = d2;
+        y[1].s = d2 * (float)hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    }
+}
+
+void sb_quantize_q8k2_avx2(const float *x, sb_q8k *y, int64_t n) {
+    for (int64_t i = 0; i < n / 256; i++, x += 256, y += 2) {
+        sb_quantize_q8k_avx2(x, y, 256);
+        const float d2 = y->d / 254.0f, id2 = d2 >= FLT_MIN ? 1.0f / d2 : 0.0f;
+        for (int c = 0; c < 8; c++) {
+            __m256i q[4];
+            residual_32(x + 32 * c, y->d, y->qs + 32 * c, id2, y[1].qs + 32 * c, q);
+            y[1].bsums[2 * c] = (int16_t)hsum_i32(_mm256_add_epi32(q[0], q[1]));
+            y[1].bsums[2 * c + 1] = (int16_t)hsum_i32(_mm256_add_epi32(q[2], q[3]));
+        }
+        y[1].d = d2;
     }
 }

@@ -16,6 +16,7 @@
  */
 #include "tensor/kernels.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -60,6 +61,48 @@ void sb_quantize_q8k(const float *x, sb_q8k *y, int64_t n) {
             y->bsums[g] = (int16_t)s;
         }
         y->d = d;
+    }
+}
+
+/* Two levels (kernels.h sb_quantize_q8a2 / q8k2): the block as the one-level
+ * quantizer rounds it (step d1), then its rounding error r = x - d1 * q1
+ * (one f32 product, one f32 difference) rounded with the fixed step
+ * d2 = d1 / 254: |r| <= d1 / 2, so |r / d2| <= 127 up to f32 rounding. */
+static int8_t round_q8(float v) {
+    const int q = (int)nearbyintf(v);
+    return (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+}
+
+/* r[j] = x[j] - d1 * q1[j], rounded with d2 = d1 / 254 into qs; returns d2 */
+static float residual_q8(const float *x, float d1, const int8_t *q1, int8_t *qs, int n) {
+    const float d2 = d1 / 254.0f, id2 = d2 >= FLT_MIN ? 1.0f / d2 : 0.0f; /* subnormal d2: q2 = 0 */
+    for (int j = 0; j < n; j++) {
+        const float v = d1 * (float)q1[j];
+        const float r = x[j] - v;
+        qs[j] = round_q8(r * id2);
+    }
+    return d2;
+}
+
+void sb_quantize_q8a2(const float *x, sb_q8a *y, int64_t n) {
+    for (int64_t i = 0; i < n / 32; i++, x += 32, y += 2) {
+        sb_quantize_q8a(x, y, 32);
+        y[1].d = residual_q8(x, y->d, y->qs, y[1].qs, 32);
+        int sum = 0;
+        for (int j = 0; j < 32; j++) sum += y[1].qs[j];
+        y[1].s = y[1].d * (float)sum;
+    }
+}
+
+void sb_quantize_q8k2(const float *x, sb_q8k *y, int64_t n) {
+    for (int64_t i = 0; i < n / 256; i++, x += 256, y += 2) {
+        sb_quantize_q8k(x, y, 256);
+        y[1].d = residual_q8(x, y->d, y->qs, y[1].qs, 256);
+        for (int g = 0; g < 16; g++) {
+            int s = 0;
+            for (int j = 0; j < 16; j++) s += y[1].qs[g * 16 + j];
+            y[1].bsums[g] = (int16_t)s;
+        }
     }
 }
 
@@ -205,6 +248,56 @@ float sb_qdot_q6_k_scalar(const void *row, const void *xq, int64_t n) {
             for (int k = 0; k < 8; k++) isum += sc[k] * g[k];
         }
         sum += h2f(b + 208) * x->d * (float)isum;
+    }
+    return sum;
+}
+
+/* Q6_K x two-level activations: the integer sums of both levels exactly as
+ * above (isum1 with the block, isum2 with its residual), then per super-block
+ * d * (d1 * isum1 + d2 * isum2), one f32 operation per statement (so no
+ * compiler fuses them: the SIMD kernels do the same operations). */
+float sb_qdot_q6_k2_scalar(const void *row, const void *xq, int64_t n) {
+    const uint8_t *b = row;
+    const sb_q8k *x = xq;
+    float sum = 0;
+    for (int64_t i = 0; i < n / 256; i++, b += 210, x += 2) {
+        int isum[2] = {0, 0};
+        for (int lv = 0; lv < 2; lv++) {
+            const uint8_t *ql = b, *qh = b + 128;
+            const int8_t *sc = (const int8_t *)(b + 192);
+            for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8) {
+                const int8_t *xs = x[lv].qs + 128 * half;
+                int g[8] = {0};
+                for (int l = 0; l < 32; l++) {
+                    const int is = l / 16;
+                    g[is] += (((ql[l] & 0xf) | ((qh[l] & 3) << 4)) - 32) * xs[l];
+                    g[is + 2] += (((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32) * xs[l + 32];
+                    g[is + 4] += (((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32) * xs[l + 64];
+                    g[is + 6] += (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32) * xs[l + 96];
+                }
+                for (int k = 0; k < 8; k++) isum[lv] += sc[k] * g[k];
+            }
+        }
+        const float s1 = x[0].d * (float)isum[0];
+        const float s2 = x[1].d * (float)isum[1];
+        const float t = s1 + s2;
+        const float v = h2f(b + 208) * t;
+        sum += v;
+    }
+    return sum;
+}
+
+/* Q8_0 x two-level activations: with d2 = d1 / 254 the block is
+ * d2 * (254 * q1 + q2), one integer sum 254 * s1 + s2 per block (|.| < 2^27)
+ * scaled by dw * d2. */
+float sb_qdot_q8_0_2_scalar(const void *row, const void *xq, int64_t n) {
+    const uint8_t *b = row;
+    const sb_q8a *x = xq;
+    float sum = 0;
+    for (int64_t i = 0; i < n / 32; i++, b += 34, x += 2) {
+        int s1 = 0, s2 = 0;
+        for (int j = 0; j < 32; j++) s1 += (int8_t)b[2 + j] * x[0].qs[j], s2 += (int8_t)b[2 + j] * x[1].qs[j];
+        sum += h2f(b) * x[1].d * (float)(254 * s1 + s2);
     }
     return sum;
 }

@@ -238,6 +238,32 @@ void sb_matvec_q(const sb_tensor *w, const void *xq, float *y, int64_t row_begin
     for (int64_t r = row_begin; r < row_end; r++) y[r] = dot((const uint8_t *)w->data + (size_t)r * rb, xq, n);
 }
 
+/* ---- two-level activations ---- */
+
+size_t sb_act2_bytes(int wtype, int64_t n) {
+    if (wtype == SB_Q6_K) return (size_t)(n / 256) * 2 * sizeof(sb_q8k);
+    if (wtype == SB_Q8_0) return (size_t)(n / 32) * 2 * sizeof(sb_q8a);
+    return 0;
+}
+
+void sb_act2_quantize(int wtype, const float *x, void *xq, int64_t n) {
+    const bool simd = isa() >= SB_ISA_AVX2;
+    if (wtype == SB_Q6_K) (simd ? sb_quantize_q8k2_avx2 : sb_quantize_q8k2)(x, xq, n);
+    else if (wtype == SB_Q8_0) (simd ? sb_quantize_q8a2_avx2 : sb_quantize_q8a2)(x, xq, n);
+}
+
+void sb_matvec_q2(const sb_tensor *w, const void *xq, float *y, int64_t row_begin, int64_t row_end) {
+    const int64_t n = w->ne[0];
+    const size_t rb = row_bytes(w);
+    const bool simd = isa() >= SB_ISA_AVX2;
+    sb_qrows_fn rows = w->type == SB_Q6_K ? sb_qrows_q6_k2_avx2 : w->type == SB_Q8_0 ? sb_qrows_q8_0_2_avx2 : NULL;
+    sb_qdot_fn dot = w->type == SB_Q6_K ? sb_qdot_q6_k2_scalar : w->type == SB_Q8_0 ? sb_qdot_q8_0_2_scalar : NULL;
+    if (row_end <= row_begin || !dot) return;
+    if (simd) rows((const uint8_t *)w->data + (size_t)row_begin * rb, rb, xq, n, y + row_begin, row_end - row_begin);
+    else
+        for (int64_t r = row_begin; r < row_end; r++) y[r] = dot((const uint8_t *)w->data + (size_t)r * rb, xq, n);
+}
+
 void sb_matvec(const sb_tensor *w, const float *x, float *y, int64_t row_begin, int64_t row_end) {
     if (w->type == SB_NF4) {
         sb_nf4_matvec(w, x, y, row_begin, row_end);

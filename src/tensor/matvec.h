@@ -33,6 +33,17 @@ void sb_act_quantize(int act_type, const float *x, void *xq, int64_t n);
 /* y[r] = dot(row r of w, xq) for r in [row_begin, row_end), xq from
  * sb_act_quantize(sb_act_type(w->type), x, xq, w->ne[0]). */
 void sb_matvec_q(const sb_tensor *w, const void *xq, float *y, int64_t row_begin, int64_t row_end);
+/* ---- two-level activations (the logits; kernels.h sb_quantize_q8a2) ----
+ * x ~ d1 * q1 + d2 * q2 per block, q2 the 8-bit rounding of the first
+ * level's error: the error is 1/254 of sb_matvec_q's (about 1/64516 of each
+ * block's largest |x| per element) at close to its speed. sb_act2_bytes is
+ * 0 for weight types without such a kernel (all but Q6_K and Q8_0). */
+size_t sb_act2_bytes(int wtype, int64_t n);
+void sb_act2_quantize(int wtype, const float *x, void *xq, int64_t n);
+/* y[r] = dot(row r of w, xq) for r in [row_begin, row_end), xq from
+ * sb_act2_quantize(w->type, x, xq, w->ne[0]) (Q6_K: the same values at
+ * every instruction set level; Q8_0: the same up to f32 addition order). */
+void sb_matvec_q2(const sb_tensor *w, const void *xq, float *y, int64_t row_begin, int64_t row_end);
 /* The same for n activation rows (row b at xq + b * xq_stride bytes), output
  * columns [r0, r1) of Y (n, ldy): each weight row is read once and dotted
  * with the n rows, each dot the one sb_matvec_q computes. For short prompts.
