@@ -237,10 +237,12 @@ typedef struct mv_task {
     float *y;
     int64_t n;
     int64_t next; /* rows handed out so far past the static shares (atomic; mv_worker) */
+    bool two;     /* xq holds two-level activations (sb_matvec_q2: the logits, mv_logits) */
 } mv_task;
 
 static void mv_rows(const mv_task *t, int64_t r0, int64_t r1) {
-    if (t->xq) sb_matvec_q(t->w, t->xq, t->y, r0, r1);
+    if (t->two) sb_matvec_q2(t->w, t->xq, t->y, r0, r1);
+    else if (t->xq) sb_matvec_q(t->w, t->xq, t->y, r0, r1);
     else sb_matvec(t->w, t->x, t->y, r0, r1);
 }
 
@@ -265,7 +267,7 @@ static void mv_worker(void *arg, int ith, int nth) {
 }
 
 static void mv_as(sb_ctx *c, const sb_tensor *w, const float *x, float *y, int64_t n, int act) {
-    mv_task t = {w, x, NULL, y, n, 0};
+    mv_task t = {w, x, NULL, y, n, 0, false};
     if (act != SB_F32) {
         sb_act_quantize(act, x, c->xq, w->ne[0]);
         t.xq = c->xq;
@@ -299,7 +301,7 @@ static void mv_multi(sb_ctx *c, const float *x, int count, const sb_tensor *cons
     int64_t rows = 0;
     for (int k = 0; k < count; k++) {
         const int act = c->exact ? SB_F32 : sb_act_type(w[k]->type);
-        g.t[k] = (mv_task){w[k], x, NULL, y[k], n[k], 0};
+        g.t[k] = (mv_task){w[k], x, NULL, y[k], n[k], 0, false};
         rows += n[k];
         acts[k] = act;
         if (act == SB_F32) continue;
@@ -332,18 +334,6 @@ static void mv_multi(sb_ctx *c, const float *x, int count, const sb_tensor *cons
  * and a prompt's all-position logits keep float activations (sb_matvec).
  * Rows split over the threads as mv() splits them; xq (2 blocks per block
  * of D) fits in c->xq's first rows. */
-typedef struct logits_task {
-    const sb_tensor *w;
-    const void *xq;
-    float *y;
-    int64_t n;
-} logits_task;
-
-static void logits_worker(void *arg, int ith, int nth) {
-    const logits_task *t = arg;
-    int64_t per = (t->n + nth - 1) / nth, r0 = (int64_t)ith * per, r1 = r0 + per < t->n ? r0 + per : t->n;
-    if (r0 < r1) sb_matvec_q2(t->w, t->xq, t->y, r0, r1);
-}
 
 static void mv_logits(sb_ctx *c, const sb_tensor *w, const float *x, float *y, int64_t n) {
     if (c->exact || !sb_act2_bytes(w->type, w->ne[0])) {
@@ -351,9 +341,9 @@ static void mv_logits(sb_ctx *c, const sb_tensor *w, const float *x, float *y, i
         return;
     }
     sb_act2_quantize(w->type, x, c->xq, w->ne[0]);
-    logits_task t = {w, c->xq, y, n};
-    if (n < 256 || !c->pool) sb_matvec_q2(w, c->xq, y, 0, n);
-    else sb_pool_run(c->pool, logits_worker, &t);
+    mv_task t = {w, x, c->xq, y, n, 0, true};
+    if (n < 256 || !c->pool) mv_rows(&t, 0, n);
+    else sb_pool_run(c->pool, mv_worker, &t);
 }
 
 /* Per-row steps of a prompt batch (norms, SwiGLU, activation quantizing),

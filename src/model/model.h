@@ -87,8 +87,10 @@ sb_status sb_ctx_set_threads(sb_ctx *c, int n_threads, sb_err *err);
  * Q4_1: up to 1.7% relative over 32 greedy steps, the ids unchanged).
  * exact = true keeps float activations everywhere (dequantized weights times
  * float x, equal to transformers within f32 rounding). Default false, or
- * true if the environment has SABIO_EXACT=1. The lm_head and
- * F32/F16/BF16 weights always use float activations. */
+ * true if the environment has SABIO_EXACT=1. F32/F16/BF16 weights always
+ * use float activations; a Q8_0 or Q6_K lm_head two-level 8-bit ones in
+ * fast mode (within 1/64516 of each block's largest |x|; SmolLM2: logits
+ * within 0.0017 of float), other lm_head types float. */
 void sb_ctx_set_exact(sb_ctx *c, bool exact);
 /* Prompts of more than 16 tokens quantize the matrices' inputs to 8 bits
  * too, by default (SABIO_PREFILL=float: not), where the CPU has the panel
