@@ -65,6 +65,22 @@ static void scale_fields(int type, int off[3]) {
     }
 }
 
+/* rows weight rows of type (row bytes rb) into q: src 0 from the type's
+ * quantizer of random floats (w, n * rows), 1 random bytes with sane f16 scales */
+static void weights(int type, int src, float *w, uint8_t *q, size_t rb, int64_t n, int64_t rows) {
+    const sb_type_traits *t = sb_type_traits_get(type);
+    if (src == 0) {
+        for (int64_t i = 0; i < n * rows; i++) w[i] = frand() * (1 + (i % 7)) + (i % 97 == 0 ? 20 : 0);
+        for (int64_t r = 0; r < rows; r++) t->from_float(w + r * n, q + r * rb, n);
+        return;
+    }
+    int off[3];
+    scale_fields(type, off);
+    for (size_t i = 0; i < rb * rows; i++) q[i] = (uint8_t)next();
+    for (size_t b0 = 0; b0 < rb * rows; b0 += t->type_size)
+        for (int f = 0; f < 3 && off[f] >= 0; f++) put16(q + b0 + off[f], 0.001f + 0.01f * (float)fabs(frand()));
+}
+
 static const int64_t lens[] = {37, 32, 96, 256, 576, 768, 1536, 3072};
 #define ROWS 7
 
@@ -153,16 +169,7 @@ static void quant_kernels(void) {
             uint8_t *xq = malloc(xbytes + 64), *q = malloc(rb * rows);
             memset(xq + xbytes, 0xa5, 64);
             for (int src = 0; src < 2; src++) {
-                if (src == 0) {
-                    for (int64_t i = 0; i < n * rows; i++) w[i] = frand() * (1 + (i % 7)) + (i % 97 == 0 ? 20 : 0);
-                    for (int64_t r = 0; r < rows; r++) t->from_float(w + r * n, q + r * rb, n);
-                } else {
-                    int off[3];
-                    scale_fields(type, off);
-                    for (size_t i = 0; i < rb * rows; i++) q[i] = (uint8_t)next();
-                    for (size_t b0 = 0; b0 < rb * rows; b0 += t->type_size)
-                        for (int f = 0; f < 3 && off[f] >= 0; f++) put16(q + b0 + off[f], 0.001f + 0.01f * (float)fabs(frand()));
-                }
+                weights(type, src, w, q, rb, n, rows);
                 /* activations with a few outliers, as real hidden states have */
                 for (int64_t i = 0; i < n; i++) x[i] = frand() * 3 + (i % 61 == 0 ? 40 * frand() : 0);
                 sb_act_quantize(act, x, xq, n);
@@ -313,16 +320,7 @@ static void two_level_kernels(void) {
             uint8_t *xq = malloc(xbytes + 64), *ref = malloc(xbytes), *one = malloc(xbytes), *q = malloc(rb * 2 * rows);
             memset(xq + xbytes, 0xa5, 64);
             for (int src = 0; src < 2; src++) {
-                if (src == 0) {
-                    for (int64_t i = 0; i < n * rows; i++) w[i] = frand() * (1 + (i % 7)) + (i % 97 == 0 ? 20 : 0);
-                    for (int64_t r = 0; r < rows; r++) t->from_float(w + r * n, q + r * rb, n);
-                } else {
-                    int off[3];
-                    scale_fields(type, off);
-                    for (size_t i = 0; i < rb * rows; i++) q[i] = (uint8_t)next();
-                    for (size_t b0 = 0; b0 < rb * rows; b0 += t->type_size)
-                        for (int f = 0; f < 3 && off[f] >= 0; f++) put16(q + b0 + off[f], 0.001f + 0.01f * (float)fabs(frand()));
-                }
+                weights(type, src, w, q, rb, n, rows);
                 memcpy(q + rb * rows, q, rb * rows); /* the rows twice, for the several-rows kernel */
                 for (int64_t i = 0; i < n; i++) x[i] = frand() * 3 + (i % 61 == 0 ? 40 * frand() : 0);
                 if (src) x[n / 2] = 0; /* and a block of zeros (d1 = d2 = 0) where it fits */

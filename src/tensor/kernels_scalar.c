@@ -223,32 +223,35 @@ static float qdot_k45(const uint8_t *b, const sb_q8k *x, int64_t n, int q5) {
 float sb_qdot_q4_k_scalar(const void *row, const void *xq, int64_t n) { return qdot_k45(row, xq, n, 0); }
 float sb_qdot_q5_k_scalar(const void *row, const void *xq, int64_t n) { return qdot_k45(row, xq, n, 1); }
 
+/* sum_g sc_g sum (q6 - 32) * qs over one Q6_K super-block b, exact */
+static int q6_k_isum(const uint8_t *b, const int8_t *qs) {
+    const uint8_t *ql = b, *qh = b + 128;
+    const int8_t *sc = (const int8_t *)(b + 192);
+    int isum = 0;
+    for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8) {
+        const int8_t *xs = qs + 128 * half;
+        int g[8] = {0};
+        for (int l = 0; l < 32; l++) {
+            const int is = l / 16;
+            int q1 = ((ql[l] & 0xf) | ((qh[l] & 3) << 4)) - 32;
+            int q2 = ((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            g[is] += q1 * xs[l];
+            g[is + 2] += q2 * xs[l + 32];
+            g[is + 4] += q3 * xs[l + 64];
+            g[is + 6] += q4 * xs[l + 96];
+        }
+        for (int k = 0; k < 8; k++) isum += sc[k] * g[k];
+    }
+    return isum;
+}
+
 float sb_qdot_q6_k_scalar(const void *row, const void *xq, int64_t n) {
     const uint8_t *b = row;
     const sb_q8k *x = xq;
     float sum = 0;
-    for (int64_t i = 0; i < n / 256; i++, b += 210, x++) {
-        const uint8_t *ql = b, *qh = b + 128;
-        const int8_t *sc = (const int8_t *)(b + 192);
-        int isum = 0;
-        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8) {
-            const int8_t *xs = x->qs + 128 * half;
-            int g[8] = {0};
-            for (int l = 0; l < 32; l++) {
-                const int is = l / 16;
-                int q1 = ((ql[l] & 0xf) | ((qh[l] & 3) << 4)) - 32;
-                int q2 = ((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                g[is] += q1 * xs[l];
-                g[is + 2] += q2 * xs[l + 32];
-                g[is + 4] += q3 * xs[l + 64];
-                g[is + 6] += q4 * xs[l + 96];
-            }
-            for (int k = 0; k < 8; k++) isum += sc[k] * g[k];
-        }
-        sum += h2f(b + 208) * x->d * (float)isum;
-    }
+    for (int64_t i = 0; i < n / 256; i++, b += 210, x++) sum += h2f(b + 208) * x->d * (float)q6_k_isum(b, x->qs);
     return sum;
 }
 
@@ -261,25 +264,8 @@ float sb_qdot_q6_k2_scalar(const void *row, const void *xq, int64_t n) {
     const sb_q8k *x = xq;
     float sum = 0;
     for (int64_t i = 0; i < n / 256; i++, b += 210, x += 2) {
-        int isum[2] = {0, 0};
-        for (int lv = 0; lv < 2; lv++) {
-            const uint8_t *ql = b, *qh = b + 128;
-            const int8_t *sc = (const int8_t *)(b + 192);
-            for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8) {
-                const int8_t *xs = x[lv].qs + 128 * half;
-                int g[8] = {0};
-                for (int l = 0; l < 32; l++) {
-                    const int is = l / 16;
-                    g[is] += (((ql[l] & 0xf) | ((qh[l] & 3) << 4)) - 32) * xs[l];
-                    g[is + 2] += (((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32) * xs[l + 32];
-                    g[is + 4] += (((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32) * xs[l + 64];
-                    g[is + 6] += (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32) * xs[l + 96];
-                }
-                for (int k = 0; k < 8; k++) isum[lv] += sc[k] * g[k];
-            }
-        }
-        const float s1 = x[0].d * (float)isum[0];
-        const float s2 = x[1].d * (float)isum[1];
+        const float s1 = x[0].d * (float)q6_k_isum(b, x[0].qs);
+        const float s2 = x[1].d * (float)q6_k_isum(b, x[1].qs);
         const float t = s1 + s2;
         const float v = h2f(b + 208) * t;
         sum += v;

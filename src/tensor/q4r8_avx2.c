@@ -122,10 +122,14 @@ void sb_q4r8_avx2(const void *w, int64_t ne0, const void *xq, size_t xq_stride, 
     for (int j = 0; j < n; j++) {
         x[j] = (const sb_q8a *)(const void *)((const uint8_t *)xq + (size_t)j * xq_stride);
         c[j] = cs[j];
-        for (int64_t k = 0; k < nb; k++) {
-            int s = 0;
-            for (int i = 0; i < 32; i++) s += x[j][k].qs[i];
-            cs[j][k] = -8 * s;
+        for (int64_t k = 0; k < nb; k++) { /* every call (decode hands out 64-row chunks): one madd chain a block */
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)x[j][k].qs);
+            const __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), v); /* pairs, |.| <= 256 */
+            const __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(-8));
+            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+            cs[j][k] = _mm_cvtsi128_si32(h);
         }
     }
     if (n == 1) { /* the groups cut into S contiguous parts walked side by side */
