@@ -8,9 +8,12 @@
  * bytes one generated token reads (every matrix but the token embedding, of
  * which one row) and the peak resident set against file + KV cache.
  *
- * usage: build/bench/infer MODEL [-p 512] [-n 128] [-t THREADS] [-r 5] [-nr|--no-repack]
+ * usage: build/bench/infer MODEL [-p 512] [-n 128] [-t THREADS] [-r 5] [-nr|--no-repack] [--paired]
  *        (-nr: keep the file's layout; by default weights are repacked as
- *        sabio generate does, sb_model_repack)
+ *        sabio generate does, sb_model_repack. --paired: after each run's
+ *        tg, N more tokens each preceded by a bandwidth probe pass on the
+ *        same threads; prints the decode's fraction of the bound measured
+ *        that way, see "paired probe" below)
  *        build/bench/infer --bw [-t THREADS]   read bandwidth of this machine:
  *        THREADS pinned threads streaming their own slices of a 2 GiB buffer
  *        (>> cache), best of 10 passes, 4 KiB and huge pages (see bandwidth())
@@ -45,7 +48,7 @@
 typedef struct {
     const uint8_t *buf;
     size_t per; /* bytes per thread, a multiple of 512 */
-    int pin;    /* pin threads (first pass) */
+    int pin;    /* pin threads (bw_touch) */
     uint64_t sink[64];
 } bw_job;
 
@@ -92,7 +95,7 @@ __attribute__((target("avx2"))) static uint64_t bw_stream256(const uint8_t *p, s
 
 static void bw_touch(void *arg, int ith, int nth) {
     bw_job *j = arg;
-    bw_pin(ith);
+    if (j->pin) bw_pin(ith);
     memset((uint8_t *)(uintptr_t)j->buf + j->per * (size_t)ith, 1 + ith, j->per);
 }
 
@@ -105,7 +108,7 @@ static void bw_read(void *arg, int ith, int nth) {
 /* Best GB/s over BW_PASSES passes of nth threads over a fresh total-byte buffer. */
 static double bw_measure(sb_pool *pool, size_t total, bool huge) {
     const int nth = sb_pool_size(pool);
-    bw_job j = {.per = total / (size_t)nth / 512 * 512};
+    bw_job j = {.per = total / (size_t)nth / 512 * 512, .pin = 1};
     const size_t bytes = j.per * (size_t)nth;
     uint8_t *buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (buf == MAP_FAILED) return 0;
@@ -132,6 +135,47 @@ static int bandwidth(int threads) {
     sb_pool_free(pool);
     return 0;
 }
+
+/* ---- paired probe ----
+ * The host's read bandwidth drifts by a third within minutes here, faster
+ * than one model's runs last, so probes taken between runs can read above
+ * or below what the decode had (one Q4_0 run computed 109% of the bound
+ * that way). Paired: one probe pass over a PAIR_BYTES buffer (32x the L3),
+ * on the decode's own threads (sb_ctx_pool, not pinned, as the decode's are
+ * not), right before every generated token, so probe and decode alternate
+ * every few tens of milliseconds; a run's fraction is the decode's weight
+ * bytes per second (its tokens' own time) over the median of its passes
+ * (bound_paired; bound_paired_p90: over the 90th percentile pass). */
+#define PAIR_BYTES ((size_t)1 << 30)
+
+typedef struct pair_probe {
+    sb_pool *pool; /* NULL: one thread */
+    bw_job j;
+    size_t bytes;
+} pair_probe;
+
+static bool pair_open(pair_probe *pp, sb_pool *pool) {
+    const int nth = pool ? sb_pool_size(pool) : 1;
+    pp->pool = pool;
+    pp->j = (bw_job){.per = PAIR_BYTES / (size_t)nth / 512 * 512};
+    pp->bytes = pp->j.per * (size_t)nth;
+    uint8_t *buf = mmap(NULL, pp->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (buf == MAP_FAILED) return false;
+    madvise(buf, pp->bytes, MADV_HUGEPAGE);
+    pp->j.buf = buf;
+    if (pool) sb_pool_run(pool, bw_touch, &pp->j);
+    else bw_touch(&pp->j, 0, 1);
+    return true;
+}
+
+static double pair_pass(pair_probe *pp) { /* GB/s of one pass */
+    const double t0 = sb_time_sec();
+    if (pp->pool) sb_pool_run(pp->pool, bw_read, &pp->j);
+    else bw_read(&pp->j, 0, 1);
+    return (double)pp->bytes / (sb_time_sec() - t0) / 1e9;
+}
+
+static void pair_close(pair_probe *pp) { munmap((void *)(uintptr_t)pp->j.buf, pp->bytes); }
 
 /* Bytes of the weights one decode step reads. */
 static double bytes_per_token(const char *path) {
@@ -165,16 +209,34 @@ static int cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(double), cmp);
+    return v[n / 2];
+}
+
+/* One greedy step from id; returns the next id. */
+static int32_t step(sb_ctx *c, int32_t id, float *logits, int nv, sb_err *err, bool *ok) {
+    if (sb_decode(c, &id, 1, logits, NULL, err) != SB_OK) {
+        *ok = false;
+        return id;
+    }
+    int32_t best = 0;
+    for (int k = 1; k < nv; k++)
+        if (logits[k] > logits[best]) best = k;
+    return best;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL [-p N] [-n N] [-t N] [-r N] | --bw [-t N]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL [-p N] [-n N] [-t N] [-r N] [-nr] [--paired] | --bw [-t N]\n", argv[0]);
         return 2;
     }
     int pp = 512, tg = 128, threads = 2, reps = 5;
-    bool repack = true;
+    bool repack = true, paired = false;
     for (int i = 2; i < argc; i++)
-        if (!strcmp(argv[i], "-nr") || !strcmp(argv[i], "--no-repack")) {
-            repack = false;
+        if (!strcmp(argv[i], "-nr") || !strcmp(argv[i], "--no-repack") || !strcmp(argv[i], "--paired")) {
+            if (!strcmp(argv[i], "--paired")) paired = true;
+            else repack = false;
             memmove(argv + i, argv + i + 1, sizeof *argv * (size_t)(argc - i)); /* argv[argc] is NULL */
             argc--, i--;
         }
@@ -215,38 +277,63 @@ int main(int argc, char **argv) {
     }
     double *tp = calloc((size_t)reps, sizeof(double)), *tt = calloc((size_t)reps, sizeof(double));
     double *tc = calloc((size_t)reps, sizeof(double)); /* CPU seconds of all threads per generated token */
-    for (int r = 0; r < reps; r++) {
+    double *ptg = calloc((size_t)reps, sizeof(double)), *pbw = calloc((size_t)reps, sizeof(double));
+    double *pfr = calloc((size_t)reps, sizeof(double)), *pfr90 = calloc((size_t)reps, sizeof(double)), *pass = calloc((size_t)(tg > 0 ? tg : 1), sizeof(double));
+    const double bpt = bytes_per_token(argv[1]);
+    bool ok = true;
+    for (int r = 0; r < reps && ok; r++) {
         sb_ctx_truncate(c, 0);
         double t0 = sb_time_sec();
-        if (pp && sb_decode(c, toks, pp, logits, NULL, &err) != SB_OK) break;
+        if (pp && sb_decode(c, toks, pp, logits, NULL, &err) != SB_OK) ok = false;
         tp[r] = pp / (sb_time_sec() - t0);
         sb_ctx_truncate(c, 0);
         int32_t id = toks[0];
         t0 = sb_time_sec();
         const double c0 = cpu_sec();
-        for (int i = 0; i < tg; i++) {
-            if (sb_decode(c, &id, 1, logits, NULL, &err) != SB_OK) break;
-            int32_t best = 0;
-            for (int k = 1; k < nv; k++)
-                if (logits[k] > logits[best]) best = k;
-            id = best;
-        }
+        for (int i = 0; i < tg && ok; i++) id = step(c, id, logits, nv, &err, &ok);
         tt[r] = tg / (sb_time_sec() - t0);
         tc[r] = (cpu_sec() - c0) / (tg > 0 ? tg : 1);
     }
-    qsort(tp, (size_t)reps, sizeof(double), cmp);
-    qsort(tt, (size_t)reps, sizeof(double), cmp);
-    qsort(tc, (size_t)reps, sizeof(double), cmp);
-    printf("pp%d %.2f\ntg%d %.2f\ntg_cpu_ms_per_token %.2f\n", pp, tp[reps / 2], tg, tt[reps / 2], 1e3 * tc[reps / 2]);
-    struct rusage ru;
+    struct rusage ru; /* peak RSS before the paired probe's buffer */
     getrusage(RUSAGE_SELF, &ru);
+    pair_probe probe = {0};
+    if (ok && paired && (tg < 1 || !pair_open(&probe, sb_ctx_pool(c)))) {
+        fprintf(stderr, "infer: --paired needs -n >= 1 and %zu MiB for the probe\n", PAIR_BYTES >> 20);
+        return 1;
+    }
+    for (int r = 0; r < reps && ok && paired; r++) {
+        sb_ctx_truncate(c, 0);
+        int32_t id = toks[0];
+        double dec = 0;
+        for (int i = 0; i < tg && ok; i++) {
+            pass[i] = pair_pass(&probe);
+            const double t0 = sb_time_sec();
+            id = step(c, id, logits, nv, &err, &ok);
+            dec += sb_time_sec() - t0;
+        }
+        ptg[r] = tg / dec;
+        pbw[r] = median(pass, tg); /* sorts pass */
+        pfr[r] = ptg[r] * bpt / (pbw[r] * 1e9);
+        pfr90[r] = ptg[r] * bpt / (pass[tg * 9 / 10] * 1e9);
+    }
+    if (!ok) {
+        fprintf(stderr, "infer: %s\n", err.msg);
+        return 1;
+    }
+    printf("pp%d %.2f\ntg%d %.2f\ntg_cpu_ms_per_token %.2f\n", pp, median(tp, reps), tg, median(tt, reps),
+           1e3 * median(tc, reps));
+    if (paired) {
+        printf("tg_paired %.2f\nbw_paired_gbs %.2f\nbound_paired %.4f\nbound_paired_p90 %.4f\n", median(ptg, reps),
+               median(pbw, reps), median(pfr, reps), median(pfr90, reps));
+        pair_close(&probe);
+    }
     sb_gguf *g = sb_gguf_open(argv[1], &err);
     double file = g ? (double)sb_gguf_file_size(g) : 0;
     sb_gguf_free(g);
     double kv = 2.0 * cfg->n_layer * n_ctx * cfg->n_head_kv * cfg->head_dim * sizeof(float);
-    printf("bytes_per_token %.0f\nrss_peak_mb %.1f\nfile_mb %.1f\nkv_mb %.1f\n", bytes_per_token(argv[1]),
+    printf("bytes_per_token %.0f\nrss_peak_mb %.1f\nfile_mb %.1f\nkv_mb %.1f\n", bpt,
            (double)ru.ru_maxrss / 1024, file / 1048576, kv / 1048576);
-    free(tp), free(tt), free(tc), free(toks), free(logits);
+    free(tp), free(tt), free(tc), free(ptg), free(pbw), free(pfr), free(pfr90), free(pass), free(toks), free(logits);
     sb_ctx_free(c);
     sb_model_free(m);
     return 0;

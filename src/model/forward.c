@@ -172,6 +172,8 @@ sb_status sb_ctx_set_threads(sb_ctx *c, int n_threads, sb_err *err) {
     return SB_OK;
 }
 
+sb_pool *sb_ctx_pool(const sb_ctx *c) { return c->pool; }
+
 void sb_ctx_free(sb_ctx *c) {
     if (!c) return;
     sb_pool_free(c->pool);

@@ -81,6 +81,10 @@ int sb_ctx_n_ctx(const sb_ctx *c);
 /* Threads for the context's matrix products (default: online CPUs, at most 8).
  * Results are the same for any thread count. */
 sb_status sb_ctx_set_threads(sb_ctx *c, int n_threads, sb_err *err);
+/* The context's thread pool (NULL with one thread): for a caller that runs
+ * its own work on the decode's threads between steps (bench/infer's
+ * bandwidth probe paired with each generated token). */
+struct sb_pool *sb_ctx_pool(const sb_ctx *c);
 /* Decoding (one token at a time) quantizes the input of each layer's matrix
  * products to 8 bits per element for the integer kernels of quantized
  * weights (as llama.cpp does): about 1.3x faster, but logits move (SmolLM2
