@@ -10,10 +10,10 @@
  *
  * usage: build/bench/infer MODEL [-p 512] [-n 128] [-t THREADS] [-r 5] [-nr|--no-repack] [--paired]
  *        (-nr: keep the file's layout; by default weights are repacked as
- *        sabio generate does, sb_model_repack. --paired: after each run's
- *        tg, N more tokens each preceded by a bandwidth probe pass on the
- *        same threads; prints the decode's fraction of the bound measured
- *        that way, see "paired probe" below)
+ *        sabio generate does, sb_model_repack. --paired: after the runs
+ *        (and the peak RSS), as many runs of N tokens, each token preceded
+ *        by a bandwidth probe pass on the same threads; prints the decode's
+ *        fraction of the bound measured that way, see "paired probe" below)
  *        build/bench/infer --bw [-t THREADS]   read bandwidth of this machine:
  *        THREADS pinned threads streaming their own slices of a 2 GiB buffer
  *        (>> cache), best of 10 passes, 4 KiB and huge pages (see bandwidth())
@@ -105,16 +105,27 @@ static void bw_read(void *arg, int ith, int nth) {
     j->sink[ith % 64] += __builtin_cpu_supports("avx512f") ? bw_stream512(p, j->per) : bw_stream256(p, j->per);
 }
 
-/* Best GB/s over BW_PASSES passes of nth threads over a fresh total-byte buffer. */
-static double bw_measure(sb_pool *pool, size_t total, bool huge) {
-    const int nth = sb_pool_size(pool);
-    bw_job j = {.per = total / (size_t)nth / 512 * 512, .pin = 1};
-    const size_t bytes = j.per * (size_t)nth;
+/* j over a fresh buffer of about total bytes (a multiple of 512 per thread),
+ * huge or 4 KiB pages, each thread's slice first touched by that thread of
+ * pool (NULL: one thread), pinned if pin; the buffer's bytes, 0 on failure. */
+static size_t bw_alloc(bw_job *j, sb_pool *pool, size_t total, bool huge, int pin) {
+    const int nth = pool ? sb_pool_size(pool) : 1;
+    *j = (bw_job){.per = total / (size_t)nth / 512 * 512, .pin = pin};
+    const size_t bytes = j->per * (size_t)nth;
     uint8_t *buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (buf == MAP_FAILED) return 0;
     madvise(buf, bytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-    j.buf = buf;
-    sb_pool_run(pool, bw_touch, &j); /* pins every thread, faults its own pages in */
+    j->buf = buf;
+    if (pool) sb_pool_run(pool, bw_touch, j);
+    else bw_touch(j, 0, 1);
+    return bytes;
+}
+
+/* Best GB/s over BW_PASSES passes of nth threads over a fresh total-byte buffer. */
+static double bw_measure(sb_pool *pool, size_t total, bool huge) {
+    bw_job j;
+    const size_t bytes = bw_alloc(&j, pool, total, huge, 1); /* pins every thread, faults its own pages in */
+    if (!bytes) return 0;
     double best = 0;
     for (int r = 0; r < BW_PASSES; r++) {
         double t0 = sb_time_sec();
@@ -122,7 +133,7 @@ static double bw_measure(sb_pool *pool, size_t total, bool huge) {
         double gbs = (double)bytes / (sb_time_sec() - t0) / 1e9;
         if (gbs > best) best = gbs;
     }
-    munmap(buf, bytes);
+    munmap((void *)(uintptr_t)j.buf, bytes);
     return best;
 }
 
@@ -155,17 +166,9 @@ typedef struct pair_probe {
 } pair_probe;
 
 static bool pair_open(pair_probe *pp, sb_pool *pool) {
-    const int nth = pool ? sb_pool_size(pool) : 1;
     pp->pool = pool;
-    pp->j = (bw_job){.per = PAIR_BYTES / (size_t)nth / 512 * 512};
-    pp->bytes = pp->j.per * (size_t)nth;
-    uint8_t *buf = mmap(NULL, pp->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (buf == MAP_FAILED) return false;
-    madvise(buf, pp->bytes, MADV_HUGEPAGE);
-    pp->j.buf = buf;
-    if (pool) sb_pool_run(pool, bw_touch, &pp->j);
-    else bw_touch(&pp->j, 0, 1);
-    return true;
+    pp->bytes = bw_alloc(&pp->j, pool, PAIR_BYTES, true, 0);
+    return pp->bytes > 0;
 }
 
 static double pair_pass(pair_probe *pp) { /* GB/s of one pass */
@@ -278,7 +281,8 @@ int main(int argc, char **argv) {
     double *tp = calloc((size_t)reps, sizeof(double)), *tt = calloc((size_t)reps, sizeof(double));
     double *tc = calloc((size_t)reps, sizeof(double)); /* CPU seconds of all threads per generated token */
     double *ptg = calloc((size_t)reps, sizeof(double)), *pbw = calloc((size_t)reps, sizeof(double));
-    double *pfr = calloc((size_t)reps, sizeof(double)), *pfr90 = calloc((size_t)reps, sizeof(double)), *pass = calloc((size_t)(tg > 0 ? tg : 1), sizeof(double));
+    double *pfr = calloc((size_t)reps, sizeof(double)), *pfr90 = calloc((size_t)reps, sizeof(double));
+    double *pass = calloc((size_t)(tg > 0 ? tg : 1), sizeof(double)); /* one run's probe passes, GB/s */
     const double bpt = bytes_per_token(argv[1]);
     bool ok = true;
     for (int r = 0; r < reps && ok; r++) {
