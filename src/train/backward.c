@@ -307,10 +307,11 @@ static void mask_rows(const rows_job *j, int r0, int r1) {
     float *y = j->y;
     const float *x = j->x;
     const size_t end = (size_t)r1 * (size_t)j->n;
+    /* (m * keep) * x: keep * x where kept, 0 where dropped, without a branch */
     if (j->mod)
-        for (size_t i = (size_t)r0 * (size_t)j->n; i < end; i++) y[i] += m[i] ? x[i] * keep : 0.0f;
+        for (size_t i = (size_t)r0 * (size_t)j->n; i < end; i++) y[i] += (float)m[i] * keep * x[i];
     else
-        for (size_t i = (size_t)r0 * (size_t)j->n; i < end; i++) y[i] = m[i] ? x[i] * keep : 0.0f;
+        for (size_t i = (size_t)r0 * (size_t)j->n; i < end; i++) y[i] = (float)m[i] * keep * x[i];
 }
 
 /* dropout(x) into ws->xd (x itself without dropout): drawn in the forward
@@ -341,11 +342,11 @@ static void linear_fwd(sb_train_ws *ws, const sb_tensor *w, int layer, int mod, 
 
 /* Backward of linear_fwd for dy (N, n_out, stride lddy): dB += scale dy^T u,
  * du = scale dy B, dA += du^T dropout(x), dx (+)= dy W + dropout'(du A).
- * beta 0 writes dx, 1 adds to it. */
+ * beta 0 writes dx, 1 adds to it; dx NULL: no input gradient is wanted. */
 static void linear_bwd(sb_train_ws *ws, const sb_tensor *w, int layer, int mod, const float *x, const float *dy,
                        int lddy, float *dx, float beta, layer_acts *a) {
     const int N = ws->N, n_in = (int)w->ne[0], n_out = (int)w->ne[1];
-    sb_frozen_matmul_t(ws->fz, w, dy, lddy, N, dx, n_in, beta);
+    if (dx) sb_frozen_matmul_t(ws->fz, w, dy, lddy, N, dx, n_in, beta);
     sb_lora_mat *lm = &ws->lora->mats[(size_t)layer * SB_LORA_N_MOD + mod];
     if (!lm->A) return;
     const int r = ws->lora->cfg.r;
@@ -354,6 +355,7 @@ static void linear_bwd(sb_train_ws *ws, const sb_tensor *w, int layer, int mod, 
     sgemm_par(ws, CblasNoTrans, CblasNoTrans, N, r, n_out, s, dy, lddy, lm->B, r, 0.0f, ws->du, r);
     const float *xd = dropout_in(ws, layer, mod, x, n_in, a, false);
     sgemm_par(ws, CblasTrans, CblasNoTrans, r, n_in, N, 1.0f, ws->du, r, xd, n_in, 1.0f, lm->dA, n_in);
+    if (!dx) return;
     if (xd == x) {
         sgemm_par(ws, CblasNoTrans, CblasNoTrans, N, n_in, r, 1.0f, ws->du, r, lm->A, n_in, 1.0f, dx, n_in);
         return;
@@ -626,7 +628,8 @@ static void layer_fwd(sb_train_ws *ws, int l, const float *x, float *out, layer_
     run_rows(ws, add_part, a, a->x2, out, NULL, NULL, D);
 }
 
-/* Backward of layer l: ws->dx holds d(out) on entry, d(x) on return. */
+/* Backward of layer l: ws->dx holds d(out) on entry, d(x) on return (for
+ * l > 0; layer 0 leaves the residual part only). */
 static void layer_bwd(sb_train_ws *ws, int l, const float *x, layer_acts *a) {
     const sb_model *m = ws->m;
     const sb_model_config *p = &m->cfg;
@@ -642,8 +645,10 @@ static void layer_bwd(sb_train_ws *ws, int l, const float *x, layer_acts *a) {
     linear_bwd(ws, &L->wo, l, SB_LORA_O, a->att, ws->dx, D, ws->datt, 0.0f, a);
     attention_bwd(ws, a);
     rope_rows(ws, ws->dqkv, ws->nsin_t);
-    qkv_bwd(ws, L, l, a->xn1, ws->dqkv, ws->dxn, a);
-    run_rows(ws, norm_bwd_part, a, x, ws->dx, L->attn_norm, a->rstd1, D);
+    /* the first layer's input comes from the frozen embeddings: its gradient
+     * is not needed, so neither is dY W of qkv nor the norm's backward */
+    qkv_bwd(ws, L, l, a->xn1, ws->dqkv, l > 0 ? ws->dxn : NULL, a);
+    if (l > 0) run_rows(ws, norm_bwd_part, a, x, ws->dx, L->attn_norm, a->rstd1, D);
 }
 
 /* ----------------------------------------------------------------- step -- */

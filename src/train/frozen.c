@@ -143,6 +143,14 @@ static void fwd_worker(void *arg, int ith, int nth) {
     const int64_t n_in = w->ne[0];
     int64_t c0, c1;
     split(w->ne[1], ith, nth, &c0, &c1);
+    if (!f->bf16 && w->type == SB_F32) {
+        /* one product over the whole range: OpenBLAS then packs X once */
+        if (c0 < c1)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)(c1 - c0), (int)n_in, 1.0f, j->a,
+                        (int)j->lda, (const float *)w->data + (size_t)c0 * (size_t)n_in, (int)n_in,
+                        j->acc ? 1.0f : 0.0f, j->c + c0, (int)j->ldc);
+        return;
+    }
     if (!f->bf16) {
         for (int64_t t0 = c0; t0 < c1; t0 += SB_FROZEN_TILE) {
             const int64_t rows = c1 - t0 < SB_FROZEN_TILE ? c1 - t0 : SB_FROZEN_TILE;
@@ -171,6 +179,13 @@ static void bwd_worker(void *arg, int ith, int nth) {
     int64_t k0, k1;
     split(n_in, ith, nth, &k0, &k1);
     if (k0 >= k1) return;
+    if (!f->bf16 && w->type == SB_F32) {
+        /* the whole sum in one product: C is written once, not once per tile */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->n, (int)(k1 - k0), (int)n_out, 1.0f, j->a,
+                    (int)j->lda, (const float *)w->data + (size_t)k0, (int)n_in, j->acc ? 1.0f : 0.0f, j->c + k0,
+                    (int)j->ldc);
+        return;
+    }
     if (!f->bf16) {
         for (int64_t t0 = 0; t0 < n_out; t0 += SB_FROZEN_TILE) {
             const int64_t rows = n_out - t0 < SB_FROZEN_TILE ? n_out - t0 : SB_FROZEN_TILE;
