@@ -517,10 +517,17 @@ static inline __m256i k4_scales16(const uint8_t *q) {
 /* word (scale) j of the 8 in s (both halves) in all 16 words */
 #define K4_SCALE(s, j) _mm256_shuffle_epi8((s), _mm256_set1_epi16((short)(((2 * (j) + 1) << 8) | (2 * (j)))))
 
+/* bit j of every byte of qh, at bit 4 (value 16) of that byte: one mask and
+ * one shift (j is a constant once unrolled; the bit never leaves its byte) */
+static inline __attribute__((always_inline)) __m256i k5_bit(__m256i qh, const int j) {
+    const __m256i b = _mm256_and_si256(qh, _mm256_set1_epi8((char)(1 << j)));
+    return j < 4 ? _mm256_slli_epi16(b, 4 - j) : j > 4 ? _mm256_srli_epi16(b, j - 4) : b;
+}
+
 /* one row's super-block: isum as 8 lanes, msum as 4 */
 static inline __attribute__((always_inline)) void k45_block(const uint8_t *b, const sb_q8k *x, __m128i bp, bool q5,
                                                             __m256i *isum_out, __m128i *msum_out) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
     const __m256i w = k4_scales16(b + 4);
     *msum_out = _mm_madd_epi16(_mm256_extracti128_si256(w, 1), bp);
     const __m256i sc = _mm256_permute4x64_epi64(w, 0x44);
@@ -530,9 +537,9 @@ static inline __attribute__((always_inline)) void k45_block(const uint8_t *b, co
     _Pragma("GCC unroll 4") for (int p = 0; p < 4; p++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(qs + 32 * p));
         __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-        if (q5) { /* fifth bits: bit j of qh[l] for element l of sub-block j, added as 16 */
-            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p), one), 4));
-            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p + 1), one), 4));
+        if (q5) { /* fifth bits: bit j of qh[l] for element l of sub-block j, moved to bit 4 (16) of the same byte */
+            lo = _mm256_or_si256(lo, k5_bit(qh, 2 * p));
+            hi = _mm256_or_si256(hi, k5_bit(qh, 2 * p + 1));
         }
         const int8_t *xs = x->qs + 64 * p;
         const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(const void *)xs)),
