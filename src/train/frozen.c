@@ -143,17 +143,11 @@ static void fwd_worker(void *arg, int ith, int nth) {
     const int64_t n_in = w->ne[0];
     int64_t c0, c1;
     split(w->ne[1], ith, nth, &c0, &c1);
-    if (!f->bf16 && w->type == SB_F32) {
-        /* one product over the whole range: OpenBLAS then packs X once */
-        if (c0 < c1)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)(c1 - c0), (int)n_in, 1.0f, j->a,
-                        (int)j->lda, (const float *)w->data + (size_t)c0 * (size_t)n_in, (int)n_in,
-                        j->acc ? 1.0f : 0.0f, j->c + c0, (int)j->ldc);
-        return;
-    }
     if (!f->bf16) {
-        for (int64_t t0 = c0; t0 < c1; t0 += SB_FROZEN_TILE) {
-            const int64_t rows = c1 - t0 < SB_FROZEN_TILE ? c1 - t0 : SB_FROZEN_TILE;
+        /* an F32 weight is used in place: one tile, one product, X packed once */
+        const int64_t step = w->type == SB_F32 ? c1 - c0 : SB_FROZEN_TILE;
+        for (int64_t t0 = c0; t0 < c1; t0 += step) {
+            const int64_t rows = c1 - t0 < step ? c1 - t0 : step;
             const float *tile = sb_frozen_tile(w, t0, t0 + rows, f->f32[ith]);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)rows, (int)n_in, 1.0f, j->a, (int)j->lda,
                         tile, (int)n_in, j->acc ? 1.0f : 0.0f, j->c + t0, (int)j->ldc);
@@ -179,16 +173,11 @@ static void bwd_worker(void *arg, int ith, int nth) {
     int64_t k0, k1;
     split(n_in, ith, nth, &k0, &k1);
     if (k0 >= k1) return;
-    if (!f->bf16 && w->type == SB_F32) {
-        /* the whole sum in one product: C is written once, not once per tile */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->n, (int)(k1 - k0), (int)n_out, 1.0f, j->a,
-                    (int)j->lda, (const float *)w->data + (size_t)k0, (int)n_in, j->acc ? 1.0f : 0.0f, j->c + k0,
-                    (int)j->ldc);
-        return;
-    }
     if (!f->bf16) {
-        for (int64_t t0 = 0; t0 < n_out; t0 += SB_FROZEN_TILE) {
-            const int64_t rows = n_out - t0 < SB_FROZEN_TILE ? n_out - t0 : SB_FROZEN_TILE;
+        /* an F32 weight is used in place: the whole sum in one product, dX written once */
+        const int64_t step = w->type == SB_F32 ? n_out : SB_FROZEN_TILE;
+        for (int64_t t0 = 0; t0 < n_out; t0 += step) {
+            const int64_t rows = n_out - t0 < step ? n_out - t0 : step;
             const float *tile = sb_frozen_tile(w, t0, t0 + rows, f->f32[ith]);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->n, (int)(k1 - k0), (int)rows, 1.0f, j->a + t0,
                         (int)j->lda, tile + k0, (int)n_in, t0 == 0 && !j->acc ? 0.0f : 1.0f, j->c + k0, (int)j->ldc);
